@@ -1,0 +1,3 @@
+fn main() {
+    println!("gateway: not built yet");
+}

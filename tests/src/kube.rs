@@ -1,0 +1,1 @@
+//! Helpers for the kube test peer (owned by the issue that introduces it).

@@ -1,0 +1,1 @@
+//! Helpers for the serverless test peer (owned by the issue that introduces it).
