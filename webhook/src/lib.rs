@@ -14,3 +14,4 @@ pub mod inject;
 pub mod metrics;
 pub mod mutate;
 pub mod server;
+pub mod sidecar;

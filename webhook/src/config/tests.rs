@@ -1,0 +1,392 @@
+use super::*;
+
+fn serve(args: &[&str]) -> Config {
+    let mut argv = vec!["webhook", "--in-cluster=false"];
+    argv.extend_from_slice(args);
+    match parse(argv) {
+        Ok(Command::Serve(c)) => *c,
+        other => panic!("expected Serve, got {other:?}"),
+    }
+}
+
+fn rejected(args: &[&str]) -> Rejected {
+    match parse(args.iter().copied()) {
+        Err(r) => r,
+        Ok(other) => panic!("expected rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn defaults_match_upstream() {
+    let c = serve(&[]);
+    assert_eq!(c.port, 443);
+    assert_eq!(c.metrics_port, 9999);
+    assert_eq!(c.kubeconfig, None);
+    assert_eq!(c.kube_api, None);
+    assert_eq!(c.tls_key, PathBuf::from("/etc/webhook/certs/tls.key"));
+    assert_eq!(c.tls_cert, PathBuf::from("/etc/webhook/certs/tls.crt"));
+    assert_eq!(c.tls.min_version, None);
+    assert_eq!(c.tls.cipher_suites, None);
+    assert_eq!(c.service_name, "pod-identity-webhook");
+    assert_eq!(c.namespace, "eks");
+    assert_eq!(c.tls_secret, "pod-identity-webhook");
+    assert_eq!(c.annotation_prefix, "eks.amazonaws.com");
+    assert_eq!(c.token_audience, "sts.amazonaws.com");
+    assert_eq!(
+        c.token_mount_path,
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+    );
+    assert_eq!(c.token_expiration, 86400);
+    assert_eq!(c.aws_default_region, "");
+    assert!(!c.sts_regional_endpoint);
+    assert!(!c.watch_config_map);
+    assert!(!c.compose_role_arn);
+    assert_eq!(c.watch_container_credentials_config, None);
+    assert_eq!(c.container_credentials.audience, "pods.eks.amazonaws.com");
+    assert_eq!(
+        c.container_credentials.mount_path,
+        "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
+    );
+    assert_eq!(
+        c.container_credentials.volume_name,
+        "eks-pod-identity-token"
+    );
+    assert_eq!(c.container_credentials.token_path, "eks-pod-identity-token");
+    assert_eq!(
+        c.container_credentials.full_uri,
+        "http://169.254.170.23/v1/credentials"
+    );
+    assert!(!c.enable_debugging_handlers);
+    assert_eq!(c.service_account_lookup_grace_period, Duration::ZERO);
+    assert_eq!(c.resync_period, Duration::from_secs(60));
+    assert_eq!(c.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+    assert_eq!(c.log.verbosity, 0);
+    assert_eq!(c.log.format, LogFormat::Plain);
+    assert!(c.log.ignored.is_empty());
+    assert_eq!(c.sidecar, None);
+}
+
+#[test]
+fn in_cluster_default_fails_fast_with_pointer_to_tls_flags() {
+    let r = rejected(&["webhook"]);
+    assert_eq!(r.exit_code, 64);
+    assert_eq!(r.messages.len(), 1);
+    assert!(
+        r.messages[0].contains("--in-cluster=false"),
+        "{:?}",
+        r.messages
+    );
+    assert!(r.messages[0].contains("--tls-cert"), "{:?}", r.messages);
+    let r = rejected(&["webhook", "--in-cluster"]);
+    assert_eq!(r.exit_code, 64);
+}
+
+#[test]
+fn upstream_deployment_args_parse() {
+    // deploy/deployment-base.yaml of upstream, plus what EKS/kOps/Helm pass.
+    let c = serve(&[
+        "--namespace=default",
+        "--service-name=pod-identity-webhook",
+        "--annotation-prefix=eks.amazonaws.com",
+        "--token-audience=sts.amazonaws.com",
+        "--logtostderr",
+        "-v=4",
+    ]);
+    assert_eq!(c.namespace, "default");
+    assert_eq!(c.log.verbosity, 4);
+    assert_eq!(c.log.level(), tracing::Level::DEBUG);
+}
+
+#[test]
+fn both_value_syntaxes() {
+    let a = serve(&[
+        "--port",
+        "8443",
+        "--metrics-port=9998",
+        "--aws-default-region",
+        "us-west-2",
+    ]);
+    assert_eq!((a.port, a.metrics_port), (8443, 9998));
+    assert_eq!(a.aws_default_region, "us-west-2");
+    let v = serve(&["-v", "5"]);
+    assert_eq!(v.log.verbosity, 5);
+    let v = serve(&["--v=3"]);
+    assert_eq!(v.log.verbosity, 3);
+    let v = serve(&["--v", "2"]);
+    assert_eq!(v.log.verbosity, 2);
+}
+
+#[test]
+fn go_style_booleans() {
+    let c = serve(&[
+        "--sts-regional-endpoint",
+        "--watch-config-map=true",
+        "--compose-role-arn=1",
+    ]);
+    assert!(c.sts_regional_endpoint && c.watch_config_map && c.compose_role_arn);
+    let c = serve(&[
+        "--sts-regional-endpoint=false",
+        "--enable-debugging-handlers=T",
+    ]);
+    assert!(!c.sts_regional_endpoint && c.enable_debugging_handlers);
+    let c = serve(&["--logtostderr=false", "--alsologtostderr"]);
+    assert_eq!(c.log.ignored.len(), 1);
+    let r = rejected(&["webhook", "--in-cluster=false", "--watch-config-map=yes"]);
+    assert_eq!(r.exit_code, 2);
+    assert!(
+        r.messages[0].contains("invalid boolean"),
+        "{:?}",
+        r.messages
+    );
+}
+
+#[test]
+fn go_durations() {
+    let c = serve(&[
+        "--service-account-lookup-grace-period=100ms",
+        "--resync-period",
+        "1m30s",
+    ]);
+    assert_eq!(
+        c.service_account_lookup_grace_period,
+        Duration::from_millis(100)
+    );
+    assert_eq!(c.resync_period, Duration::from_secs(90));
+    assert_eq!(go_duration("0").unwrap(), GoDuration(0));
+    assert_eq!(go_duration("1.5h").unwrap(), GoDuration(5_400_000_000_000));
+    assert_eq!(go_duration("2h45m0.5s").unwrap().0, 9_900_500_000_000);
+    assert_eq!(go_duration("-1s").unwrap(), GoDuration(-1_000_000_000));
+    assert_eq!(go_duration("10µs").unwrap(), GoDuration(10_000));
+    assert_eq!(go_duration("300ns").unwrap(), GoDuration(300));
+    assert_eq!(go_duration(".5s").unwrap(), GoDuration(500_000_000));
+    for bad in ["", "1", "5x", "s", "1.s.", "-", "99999999999h", "1 s"] {
+        assert!(go_duration(bad).is_err(), "{bad:?} accepted");
+    }
+    // Negative grace period = disabled.
+    let c = serve(&["--service-account-lookup-grace-period=-5s"]);
+    assert_eq!(c.service_account_lookup_grace_period, Duration::ZERO);
+    let r = rejected(&["webhook", "--resync-period=60"]);
+    assert_eq!(r.exit_code, 2);
+}
+
+#[test]
+fn go_integers() {
+    assert_eq!(go_int("86400"), Ok(86400));
+    assert_eq!(go_int("+5"), Ok(5));
+    assert_eq!(go_int("-5"), Ok(-5));
+    assert_eq!(go_int("0x1F"), Ok(31));
+    assert_eq!(go_int("0o17"), Ok(15));
+    assert_eq!(go_int("017"), Ok(15));
+    assert_eq!(go_int("0b101"), Ok(5));
+    assert_eq!(go_int("0x_1_0"), Ok(16));
+    assert_eq!(go_int("-9223372036854775808"), Ok(i64::MIN));
+    for bad in [
+        "",
+        "1_000",
+        "abc",
+        "9223372036854775808",
+        "0x",
+        "--1",
+        "1.5",
+    ] {
+        assert!(go_int(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn token_expiration_is_clamped() {
+    assert_eq!(serve(&["--token-expiration=0"]).token_expiration, 600);
+    assert_eq!(serve(&["--token-expiration=599"]).token_expiration, 600);
+    assert_eq!(serve(&["--token-expiration=3600"]).token_expiration, 3600);
+    assert_eq!(serve(&["--token-expiration=-7"]).token_expiration, 600);
+}
+
+#[test]
+fn tls_versions() {
+    assert_eq!(
+        serve(&["--tls-min-version=1.2"]).tls.min_version,
+        Some(TlsMinVersion::Tls12)
+    );
+    assert_eq!(
+        serve(&["--tls-min-version=VersionTLS13"]).tls.min_version,
+        Some(TlsMinVersion::Tls13)
+    );
+    assert_eq!(
+        serve(&["--tls-min-version=1.3"])
+            .tls
+            .protocol_versions()
+            .len(),
+        1
+    );
+    let r = rejected(&["webhook", "--in-cluster=false", "--tls-min-version=1.0"]);
+    assert_eq!(r.exit_code, 64);
+    assert!(r.messages[0].contains("rustls"), "{:?}", r.messages);
+    let r = rejected(&["webhook", "--in-cluster=false", "--tls-min-version=1.4"]);
+    assert_eq!(
+        r.messages,
+        vec!["Invalid value for tls-min-version unsupported version 1.4"]
+    );
+}
+
+#[test]
+fn tls_cipher_suites_map_onto_rustls() {
+    let c = serve(&[
+        "--tls-cipher-suites= TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 ",
+    ]);
+    let suites = c.tls.cipher_suites.expect("suites");
+    let tls12: Vec<_> = suites
+        .iter()
+        .filter(|s| s.version() == &rustls::version::TLS12)
+        .map(|s| format!("{:?}", s.suite()))
+        .collect();
+    assert_eq!(
+        tls12,
+        vec![
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+        ]
+    );
+    assert_eq!(suites.len(), 5, "all three TLS 1.3 suites stay enabled");
+    assert_eq!(serve(&["--tls-cipher-suites= , "]).tls.cipher_suites, None);
+}
+
+#[test]
+fn tls_cipher_suite_problems_one_line_each() {
+    let r = rejected(&[
+        "webhook",
+        "--in-cluster=false",
+        "--tls-cipher-suites=TLS_RSA_WITH_AES_128_CBC_SHA,NOPE,TLS_AES_128_GCM_SHA256",
+        "--port=70000",
+        "--sidecar-image=x",
+        "--sidecar-mode=pod",
+    ]);
+    assert_eq!(r.exit_code, 64);
+    assert_eq!(r.messages.len(), 4, "{:#?}", r.messages);
+    assert!(r
+        .messages
+        .iter()
+        .any(|m| m.contains("TLS_RSA_WITH_AES_128_CBC_SHA is not implemented by rustls")));
+    assert!(r
+        .messages
+        .contains(&"invalid tls-cipher-suites: unsupported cipher suite: NOPE".to_string()));
+    assert!(r.messages.iter().any(|m| m.starts_with("--port=70000")));
+    assert!(r.messages.iter().any(|m| m.starts_with("--sidecar-mode=")));
+    assert!(r.messages.iter().all(|m| !m.contains('\n')));
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let r = rejected(&["webhook", "--in-cluster=false", "--no-such-flag"]);
+    assert_eq!(r.exit_code, 2);
+    let r = rejected(&["webhook", "--in-cluster=false", "--port=abc"]);
+    assert_eq!(r.exit_code, 2);
+}
+
+#[test]
+fn version_and_help() {
+    assert!(matches!(parse(["webhook", "--version"]), Ok(Command::Print(s)) if s == "v0.1.0\n"));
+    match parse(["webhook", "--help"]) {
+        Ok(Command::Print(s)) => {
+            assert!(s.contains("--token-expiration"));
+            assert!(s.contains("--sidecar-image"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn klog_flags_accepted() {
+    let c = serve(&[
+        "--alsologtostderr",
+        "--stderrthreshold=INFO",
+        "--vmodule=handler*=5",
+        "--add_dir_header",
+        "--log_backtrace_at=:0",
+        "--log_dir=/tmp",
+        "--log_file=/tmp/x",
+        "--log_file_max_size=10",
+        "--one_output=true",
+        "--skip_headers",
+        "--skip_log_headers",
+        "--legacy_stderr_threshold_behavior=false",
+        "--log-format=json",
+    ]);
+    assert_eq!(c.log.vmodule, "handler*=5");
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.log.ignored.len(), 4, "{:?}", c.log.ignored);
+}
+
+#[test]
+fn sidecar_flags() {
+    let c = serve(&[
+        "--sidecar-image=ghcr.io/podcred/credproxy:0.1.0",
+        "--sidecar-mode=container",
+        "--sidecar-port=9000",
+        "--sidecar-cpu-limit=0.5",
+        "--sidecar-memory-request=",
+        "--sidecar-image-pull-policy=IfNotPresent",
+    ]);
+    let s = c.sidecar.expect("sidecar enabled");
+    assert_eq!(s.image, "ghcr.io/podcred/credproxy:0.1.0");
+    assert_eq!(s.mode, SidecarMode::Container);
+    assert_eq!(s.port, 9000);
+    assert_eq!(s.cpu_request.as_deref(), Some("10m"));
+    assert_eq!(s.cpu_limit.as_deref(), Some("0.5"));
+    assert_eq!(s.memory_request, None);
+    assert_eq!(s.memory_limit.as_deref(), Some("64Mi"));
+    assert_eq!(s.annotation_prefix, "podcred.dev");
+    assert_eq!(s.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(s.run_as_user, 65532);
+    let r = rejected(&[
+        "webhook",
+        "--in-cluster=false",
+        "--sidecar-image=x",
+        "--sidecar-port=65535",
+        "--sidecar-memory-limit=lots",
+        "--sidecar-image-pull-policy=Sometimes",
+        "--sidecar-run-as-user=0",
+    ]);
+    assert_eq!(r.messages.len(), 4, "{:#?}", r.messages);
+}
+
+#[test]
+fn quantities() {
+    for ok in ["10m", "0.5", "1", "64Mi", "1e3", "1E-2", "+1", ".5", "2Gi"] {
+        assert!(is_quantity(ok), "{ok} rejected");
+    }
+    for bad in ["", "lots", "1.2.3", "Mi", "1MB", "1e", "--1", "."] {
+        assert!(!is_quantity(bad), "{bad} accepted");
+    }
+}
+
+#[test]
+fn inject_subcommand() {
+    let cmd = parse([
+        "webhook",
+        "inject",
+        "--aws-default-region=eu-west-1",
+        "-f",
+        "a.yaml",
+        "-f=-",
+        "--filename",
+        "b.yaml",
+    ])
+    .expect("inject parses");
+    let Command::Inject(inject) = cmd else {
+        panic!("{cmd:?}")
+    };
+    assert_eq!(
+        inject.inputs,
+        vec![
+            InputSource::File("a.yaml".into()),
+            InputSource::Stdin,
+            InputSource::File("b.yaml".into())
+        ]
+    );
+    assert_eq!(inject.config.aws_default_region, "eu-west-1");
+    // `--in-cluster` is irrelevant offline; --compose-role-arn cannot work offline.
+    let r = rejected(&["webhook", "inject", "--compose-role-arn", "-f", "x"]);
+    assert_eq!(r.exit_code, 64);
+    let r = rejected(&["webhook", "inject"]);
+    assert_eq!(r.exit_code, 2, "-f is required");
+}
