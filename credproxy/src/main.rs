@@ -1,3 +1,3 @@
 fn main() {
-    println!("credproxy: not built yet");
+    std::process::exit(credproxy::run::main_entry());
 }
