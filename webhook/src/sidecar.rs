@@ -27,3 +27,28 @@ pub struct SidecarConfig {
     pub memory_limit: Option<String>,
     pub run_as_user: i64,
 }
+
+use crate::identity::StsIdentity;
+use crate::mutate::{MutateConfig, Mutation, PodError, PodView};
+
+/// Does this pod ask for the sidecar? (Implemented with the injection; until then never.)
+pub(crate) fn requested(
+    _pod: &PodView<'_>,
+    _sts: &StsIdentity,
+    _config: &SidecarConfig,
+) -> Result<bool, PodError> {
+    Ok(false)
+}
+
+/// Sidecar mutation (see module docs).
+pub(crate) fn mutate(
+    _pod: &PodView<'_>,
+    _sts: &StsIdentity,
+    _expiration: i64,
+    _config: &MutateConfig,
+    _sidecar: &SidecarConfig,
+) -> Result<Mutation, PodError> {
+    Err(PodError(
+        "sidecar injection is not available in this build".into(),
+    ))
+}
