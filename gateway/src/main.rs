@@ -1,3 +1,36 @@
+use clap::Parser as _;
+
 fn main() {
-    println!("gateway: not built yet");
+    let args = gateway::Args::parse();
+    init_tracing(&args.log_format);
+    // Several rustls providers may be compiled in (aws-config brings its own); pick aws-lc-rs explicitly.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gateway: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(error) = runtime.block_on(gateway::run(args)) {
+        eprintln!("gateway: {error}");
+        std::process::exit(error.exit_code());
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -1,0 +1,202 @@
+use super::*;
+
+const SEED: &str = include_str!("../../tests/fixtures/seed.yaml");
+
+fn compile_one(yaml: &str) -> Result<Config, ConfigError> {
+    compile(&[("test.yaml", yaml)], &LoadOptions::default())
+}
+
+#[test]
+fn the_seed_manifests_compile_unchanged_with_passthrough_defaults() {
+    let config = compile_one(SEED).expect("seed compiles");
+    assert_eq!(config.listener_port, Some(8080));
+    assert_eq!(config.routes.rules().len(), 1);
+    let backend = &config.backends[0];
+    assert_eq!(backend.id, "kgateway-system/lambda");
+    assert_eq!(backend.function_name, "echo");
+    assert_eq!(backend.region, "us-east-1");
+    assert_eq!(backend.account_id.as_deref(), Some("123456789012"));
+    assert_eq!(backend.qualifier, None);
+    assert_eq!(backend.invocation, InvocationMode::Sync);
+    assert_eq!(backend.request_event, RequestEvent::Raw);
+    assert_eq!(backend.response_mode, ResponseMode::Passthrough);
+    assert_eq!(backend.auth, AuthSource::DefaultChain);
+    assert_eq!(backend.endpoint.authority, "lambda.us-east-1.amazonaws.com");
+    assert_eq!(
+        backend.arn,
+        "arn:aws:lambda:us-east-1:123456789012:function:echo"
+    );
+    assert_eq!(config.routes.rules()[0].timeout, DEFAULT_ROUTE_TIMEOUT);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn the_endpoint_override_applies_to_backends_without_endpoint_url() {
+    let options = LoadOptions {
+        endpoint_override: Some("http://127.0.0.1:3002".into()),
+        ..Default::default()
+    };
+    let config = compile(&[("seed.yaml", SEED)], &options).expect("compiles");
+    assert_eq!(
+        config.backends[0].endpoint,
+        crate::endpoint::Endpoint::parse("http://127.0.0.1:3002").unwrap()
+    );
+}
+
+const BACKEND_HEAD: &str = "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: Backend\nmetadata: {name: b, namespace: ns}\n";
+
+/// Each case: a Backend spec (YAML flow) and the expected (mode, invocation, qualifier, endpoint) or error text.
+#[test]
+#[allow(clippy::type_complexity)]
+fn backend_fields_map_as_documented() {
+    let cases: &[(&str, RequestEvent, ResponseMode, InvocationMode, Option<&str>, &str)] = &[
+        ("{type: AWS, aws: {lambda: {functionName: f, payloadTransformMode: None}}}", RequestEvent::Raw, ResponseMode::Passthrough, InvocationMode::Sync, None, "lambda.us-east-1.amazonaws.com"),
+        ("{type: AWS, aws: {region: cn-north-1, lambda: {functionName: f, payloadTransformMode: Envoy}}}", RequestEvent::Envoy, ResponseMode::Envoy, InvocationMode::Sync, None, "lambda.cn-north-1.amazonaws.com.cn"),
+        ("{aws: {lambda: {functionName: f, payloadTransformMode: ApiGatewayV1, qualifier: prod}}}", RequestEvent::ApiGatewayV1, ResponseMode::ApiGatewayV1, InvocationMode::Sync, Some("prod"), "lambda.us-east-1.amazonaws.com"),
+        ("{aws: {region: us-gov-west-1, lambda: {functionName: f, payloadTransformMode: ApiGatewayV2, invocationMode: Async, qualifier: $LATEST}}}", RequestEvent::ApiGatewayV2, ResponseMode::ApiGatewayV2, InvocationMode::Async, Some("$LATEST"), "lambda.us-gov-west-1.amazonaws.com"),
+        ("{aws: {lambda: {functionName: f, endpointURL: 'http://127.0.0.1:4566'}}}", RequestEvent::Raw, ResponseMode::Passthrough, InvocationMode::Sync, None, "127.0.0.1:4566"),
+    ];
+    for (spec, event, response, invocation, qualifier, authority) in cases {
+        let yaml = format!("{BACKEND_HEAD}spec: {spec}\n");
+        let config = compile_one(&yaml).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        let b = &config.backends[0];
+        assert_eq!(
+            (b.request_event, b.response_mode, b.invocation),
+            (*event, *response, *invocation),
+            "{spec}"
+        );
+        assert_eq!(b.qualifier.as_deref(), *qualifier, "{spec}");
+        assert_eq!(b.endpoint.authority, *authority, "{spec}");
+    }
+}
+
+#[test]
+fn annotations_choose_request_event_and_response_mode_independently() {
+    let yaml = "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: Backend\nmetadata:\n  name: b\n  namespace: ns\n  annotations:\n    gateway.podcred.dev/request-event: raw\n    gateway.podcred.dev/response-mode: apigateway-v2\nspec: {aws: {lambda: {functionName: f}}}\n";
+    let config = compile_one(yaml).expect("compiles");
+    assert_eq!(config.backends[0].request_event, RequestEvent::Raw);
+    assert_eq!(config.backends[0].response_mode, ResponseMode::ApiGatewayV2);
+}
+
+/// Broken inputs and the one line that must name the object and the field.
+#[test]
+fn broken_configs_are_rejected_with_one_line_per_problem() {
+    let route = |backend: &str, parent: &str| {
+        format!(
+            "{SEED}---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r2, namespace: kgateway-system}}\nspec:\n  parentRefs: [{{name: {parent}}}]\n  rules:\n  - backendRefs: [{{group: gateway.kgateway.dev, kind: Backend, name: {backend}}}]\n"
+        )
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (route("nope", "http"), "HTTPRoute kgateway-system/r2: spec.rules[0].backendRefs[0].name: Backend kgateway-system/nope not found"),
+        (route("lambda", "other"), "HTTPRoute kgateway-system/r2: spec.parentRefs[0].name: Gateway kgateway-system/other not found"),
+        (format!("{BACKEND_HEAD}spec: {{aws: {{lambda: {{}}}}}}\n"), "Backend ns/b: spec.aws.lambda.functionName: missing"),
+        (format!("{BACKEND_HEAD}spec: {{aws: {{lambda: {{functionName: 'a b'}}}}}}\n"), "Backend ns/b: spec.aws.lambda.functionName: \"a b\" is not a function name"),
+        (format!("{BACKEND_HEAD}spec: {{type: Static, static: {{}}}}\n"), "Backend ns/b: spec.type: \"Static\" is not supported"),
+        (format!("{BACKEND_HEAD}spec: {{aws: {{lambda: {{functionName: f, invocationMode: Later}}}}}}\n"), "spec.aws.lambda.invocationMode: \"Later\" is not Sync or Async"),
+        (format!("{BACKEND_HEAD}spec: {{aws: {{lambda: {{functionName: f, payloadTransformMode: Xml}}}}}}\n"), "spec.aws.lambda.payloadTransformMode: \"Xml\" is not None, Envoy"),
+        (format!("{BACKEND_HEAD}spec: {{aws: {{lambda: {{functionName: f, endpointURL: 'ftp://x'}}}}}}\n"), "spec.aws.lambda.endpointURL: \"ftp://x\": must start with http:// or https://"),
+        (format!("{BACKEND_HEAD}spec: {{aws: {{accountId: '12', lambda: {{functionName: f}}}}}}\n"), "is not a 12-digit AWS account ID"),
+        (format!("{BACKEND_HEAD}spec: {{aws: {{auth: {{type: Secret, secretRef: {{name: s}}}}, lambda: {{functionName: f}}}}}}\n"), "Backend ns/b: spec.aws.auth.secretRef.name: Secret ns/s not found"),
+        (format!("{BACKEND_HEAD}spec: {{aws: {{auth: {{type: AssumeRole, assumeRole: {{roleArn: x}}}}, lambda: {{functionName: f}}}}}}\n"), "spec.aws.auth.type: AssumeRole is not supported"),
+        (format!("{BACKEND_HEAD}spec: {{aws: {{auth: {{type: Secret, secretRef: {{name: s}}}}, lambda: {{functionName: f}}}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: ns}}\nstringData: {{accessKey: '', secretKey: x}}\n"), "Secret ns/s: key accessKey is missing or empty"),
+        ("kind: HTTPRoute\napiVersion: gateway.networking.k8s.io/v1\nmetadata: {name: r}\nspec: {rules: [{matches: [{path: {type: RegularExpression, value: '('}}]}]}\n".to_string(), "HTTPRoute default/r: spec.rules[0].matches[0].path.value: invalid regular expression"),
+        ("kind: HTTPRoute\napiVersion: gateway.networking.k8s.io/v1\nmetadata: {name: r}\nspec: {rules: [{timeouts: {request: soon}}]}\n".to_string(), "HTTPRoute default/r: spec.rules[0].timeouts.request: \"soon\" is not a Gateway API duration"),
+        ("kind: HTTPRoute\napiVersion: gateway.networking.k8s.io/v1\nmetadata: {name: r}\nspec: {rules: [{backendRefs: [{name: svc, port: 80}]}]}\n".to_string(), "HTTPRoute default/r: spec.rules[0].backendRefs[0]: Service (group \"\") is not supported"),
+        ("a: [unclosed".to_string(), "test.yaml: document 1: not valid YAML"),
+    ];
+    for (yaml, expected) in cases {
+        let error = compile_one(&yaml).expect_err(expected);
+        assert!(
+            error.problems.iter().any(|p| p.contains(expected)),
+            "expected a problem containing {expected:?}, got {:#?}",
+            error.problems
+        );
+    }
+}
+
+#[test]
+fn unsupported_fields_are_reported_as_warnings_and_the_rest_is_served() {
+    let yaml = SEED.replace(
+        "    backendRefs:\n",
+        "    filters:\n    - type: RequestHeaderModifier\n    backendRefs:\n",
+    ) + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n";
+    let config = compile_one(&yaml).expect("still compiles");
+    let joined = config.warnings.join("\n");
+    assert!(
+        joined.contains("HTTPRoute kgateway-system/lambda: spec.rules[0].filters is not supported"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("ConfigMap default/x (v1) is not used by the gateway"),
+        "{joined}"
+    );
+}
+
+#[test]
+fn static_keys_come_from_a_secret_manifest_or_a_mounted_secret_directory() {
+    let backend = format!("{BACKEND_HEAD}spec: {{aws: {{auth: {{type: Secret, secretRef: {{name: creds}}}}, lambda: {{functionName: f}}}}}}\n");
+    // base64 of AKIDEXAMPLE / s3cr3t
+    let manifest = format!("{backend}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: ns}}\ndata: {{accessKey: QUtJREVYQU1QTEU=, secretKey: czNjcjN0}}\n");
+    let config = compile_one(&manifest).expect("compiles");
+    match &config.backends[0].auth {
+        AuthSource::Static { secret, keys } => {
+            assert_eq!(secret, "ns/creds");
+            assert_eq!(keys.access_key_id, "AKIDEXAMPLE");
+            assert_eq!(keys.secret_access_key, "s3cr3t");
+            assert!(
+                !format!("{keys:?}").contains("s3cr3t"),
+                "Debug must redact the secret"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("creds")).expect("mkdir");
+    std::fs::write(dir.path().join("creds/accessKey"), "AKIDFROMFILE\n").expect("write");
+    std::fs::write(dir.path().join("creds/secretKey"), "filesecret").expect("write");
+    std::fs::write(dir.path().join("creds/sessionToken"), "tok").expect("write");
+    let options = LoadOptions {
+        secrets_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let config = compile(&[("b.yaml", &backend)], &options).expect("compiles from the directory");
+    match &config.backends[0].auth {
+        AuthSource::Static { keys, .. } => {
+            assert_eq!(keys.access_key_id, "AKIDFROMFILE");
+            assert_eq!(keys.session_token.as_deref(), Some("tok"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn gateway_api_durations_parse() {
+    let cases = [
+        ("10s", Some(10_000)),
+        ("500ms", Some(500)),
+        ("1m30s", Some(90_000)),
+        ("1h", Some(3_600_000)),
+        ("0s", Some(0)),
+        ("10", None),
+        ("1d", None),
+        ("", None),
+    ];
+    for (text, millis) in cases {
+        assert_eq!(
+            parse_duration(text).map(|d| d.as_millis() as u64),
+            millis,
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn route_timeouts_apply() {
+    let yaml = SEED.replace(
+        "    backendRefs:\n",
+        "    timeouts: {request: 5s, backendRequest: 2s}\n    backendRefs:\n",
+    );
+    let config = compile_one(&yaml).expect("compiles");
+    assert_eq!(config.routes.rules()[0].timeout, Duration::from_secs(2));
+}

@@ -1,0 +1,314 @@
+//! Credentials for signing: fetched in the background, cached, refreshed well before they expire.
+//!
+//! Contract:
+//! - The request path never waits for a fetch: it reads the cached credentials, or gets `None` (→ 503).
+//!   Credentials within [`EXPIRY_SKEW`] of their expiry count as expired: nothing is ever sent unsigned or
+//!   signed with dead keys.
+//! - The source is the container-credentials endpoint when `AWS_CONTAINER_CREDENTIALS_FULL_URI` (or
+//!   `_RELATIVE_URI`) is set — with `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, re-read on every fetch — else the
+//!   standard AWS chain (environment, profile, web identity, IMDS); or a Secret's static keys.
+//! - Refresh happens at half the remaining lifetime (at most one hour ahead, at least [`MIN_REFRESH`] apart);
+//!   a failed fetch keeps the cached credentials and retries with capped exponential backoff.
+//!   [`CredentialCell::refresh_now`] wakes the refresher early (Lambda said the token expired).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
+use aws_smithy_runtime_api::client::identity::Identity;
+use tokio::sync::Notify;
+
+/// Credentials closer than this to their expiry are not used.
+pub const EXPIRY_SKEW: Duration = Duration::from_secs(10);
+const MIN_REFRESH: Duration = Duration::from_secs(5);
+const MAX_REFRESH: Duration = Duration::from_secs(3600);
+/// Credentials without an expiry (environment, static) are re-read this often.
+const NO_EXPIRY_REFRESH: Duration = Duration::from_secs(900);
+const RETRY_START: Duration = Duration::from_millis(500);
+const RETRY_CAP: Duration = Duration::from_secs(30);
+
+/// Cached credentials plus the signing identity built from them.
+#[derive(Debug)]
+pub struct Held {
+    pub identity: Identity,
+    pub access_key_id: String,
+    pub expiry: Option<SystemTime>,
+    pub fetched_at: SystemTime,
+}
+
+impl Held {
+    pub fn new(credentials: Credentials, now: SystemTime) -> Held {
+        Held {
+            access_key_id: credentials.access_key_id().to_string(),
+            expiry: credentials.expiry(),
+            identity: credentials.into(),
+            fetched_at: now,
+        }
+    }
+
+    pub fn usable_at(&self, now: SystemTime) -> bool {
+        self.expiry.is_none_or(|expiry| now + EXPIRY_SKEW < expiry)
+    }
+}
+
+/// State of a credential cell, for `/readyz` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialState {
+    /// Nothing fetched yet (or every fetch failed).
+    Missing,
+    Valid,
+    Expired,
+}
+
+impl CredentialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialState::Missing => "missing",
+            CredentialState::Valid => "valid",
+            CredentialState::Expired => "expired",
+        }
+    }
+}
+
+/// One credential source and its cache.
+#[derive(Debug)]
+pub struct CredentialCell {
+    /// Human-readable name of the source (never a secret).
+    pub source: String,
+    current: ArcSwapOption<Held>,
+    wake: Notify,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl CredentialCell {
+    pub fn new(source: impl Into<String>) -> Arc<CredentialCell> {
+        Arc::new(CredentialCell {
+            source: source.into(),
+            current: ArcSwapOption::empty(),
+            wake: Notify::new(),
+            last_error: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// A cell holding fixed keys (a Secret); never refreshed.
+    pub fn fixed(source: impl Into<String>, credentials: Credentials) -> Arc<CredentialCell> {
+        let cell = CredentialCell::new(source);
+        cell.store(credentials, SystemTime::now());
+        cell
+    }
+
+    pub fn store(&self, credentials: Credentials, now: SystemTime) {
+        self.current
+            .store(Some(Arc::new(Held::new(credentials, now))));
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Credentials usable at `now`, or None.
+    pub fn get(&self, now: SystemTime) -> Option<Arc<Held>> {
+        self.current.load_full().filter(|held| held.usable_at(now))
+    }
+
+    pub fn state(&self, now: SystemTime) -> CredentialState {
+        match self.current.load().as_ref() {
+            None => CredentialState::Missing,
+            Some(held) if held.usable_at(now) => CredentialState::Valid,
+            Some(_) => CredentialState::Expired,
+        }
+    }
+
+    pub fn expiry(&self) -> Option<SystemTime> {
+        self.current.load().as_ref().and_then(|h| h.expiry)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Asks the refresher to fetch now (e.g. Lambda answered ExpiredTokenException).
+    pub fn refresh_now(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// When to refresh credentials expiring at `expiry`: half the remaining lifetime, within bounds.
+pub fn refresh_delay(now: SystemTime, expiry: Option<SystemTime>) -> Duration {
+    match expiry {
+        None => NO_EXPIRY_REFRESH,
+        Some(expiry) => {
+            let remaining = expiry.duration_since(now).unwrap_or_default();
+            (remaining / 2).clamp(MIN_REFRESH, MAX_REFRESH)
+        }
+    }
+}
+
+/// Backoff after `failures` consecutive failed fetches.
+pub fn retry_delay(failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    (RETRY_START * factor).min(RETRY_CAP)
+}
+
+/// The provider for "no `auth` on the Backend", chosen from the environment.
+pub async fn default_provider() -> (String, SharedCredentialsProvider) {
+    let full = std::env::var("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let relative = std::env::var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        .ok()
+        .filter(|v| !v.is_empty());
+    if let Some(uri) = full
+        .clone()
+        .or(relative.map(|r| format!("http://169.254.170.2{r}")))
+    {
+        let provider = aws_config::ecs::EcsCredentialsProvider::builder().build();
+        return (
+            format!("container credentials endpoint {uri}"),
+            SharedCredentialsProvider::new(provider),
+        );
+    }
+    let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+        .build()
+        .await;
+    (
+        "default AWS credential chain".to_string(),
+        SharedCredentialsProvider::new(chain),
+    )
+}
+
+/// Keeps `cell` filled from `provider` until the task is dropped. `on_fetch` reports each attempt
+/// (`true` = success) for metrics.
+pub async fn refresh_loop(
+    cell: Arc<CredentialCell>,
+    provider: SharedCredentialsProvider,
+    on_fetch: impl Fn(bool) + Send + 'static,
+) {
+    let mut failures = 0u32;
+    loop {
+        let delay = match provider.provide_credentials().await {
+            Ok(credentials) => {
+                failures = 0;
+                let now = SystemTime::now();
+                let expiry = credentials.expiry();
+                tracing::info!(
+                    source = %cell.source,
+                    access_key_id = credentials.access_key_id(),
+                    expires = expiry.map(|e| time::OffsetDateTime::from(e).to_string()).unwrap_or_else(|| "never".into()),
+                    "credentials fetched"
+                );
+                cell.store(credentials, now);
+                on_fetch(true);
+                refresh_delay(now, expiry)
+            }
+            Err(error) => {
+                failures += 1;
+                // The SDK's error text names the provider and the failure, never the keys or the token.
+                let message = aws_smithy_types_display(&error);
+                tracing::warn!(source = %cell.source, failures, error = %message, "credential fetch failed; keeping cached credentials until they expire");
+                *cell.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+                on_fetch(false);
+                retry_delay(failures)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cell.wake.notified() => {}
+        }
+    }
+}
+
+fn aws_smithy_types_display(
+    error: &aws_credential_types::provider::error::CredentialsError,
+) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(expiry: Option<SystemTime>) -> Credentials {
+        Credentials::new(
+            "ASIAEXAMPLE",
+            "secret-value",
+            Some("token-value".into()),
+            expiry,
+            "test",
+        )
+    }
+
+    #[test]
+    fn refresh_happens_at_half_the_remaining_lifetime_within_bounds() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let cases = [
+            (Some(Duration::from_secs(3600)), Duration::from_secs(1800)),
+            (Some(Duration::from_secs(900)), Duration::from_secs(450)),
+            (Some(Duration::from_secs(6)), MIN_REFRESH),
+            (Some(Duration::from_secs(12 * 3600)), MAX_REFRESH),
+            (None, NO_EXPIRY_REFRESH),
+        ];
+        for (lifetime, want) in cases {
+            assert_eq!(
+                refresh_delay(now, lifetime.map(|l| now + l)),
+                want,
+                "{lifetime:?}"
+            );
+        }
+        // Already expired: retry soon rather than never.
+        assert_eq!(
+            refresh_delay(now, Some(now - Duration::from_secs(5))),
+            MIN_REFRESH
+        );
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_a_cap() {
+        let delays: Vec<_> = (1..=9).map(retry_delay).collect();
+        assert_eq!(delays[0], Duration::from_millis(500));
+        assert_eq!(delays[1], Duration::from_secs(1));
+        assert_eq!(delays[2], Duration::from_secs(2));
+        assert_eq!(*delays.last().expect("nine"), RETRY_CAP);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn credentials_near_or_past_expiry_are_not_served() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let cell = CredentialCell::new("test");
+        assert_eq!(cell.state(now), CredentialState::Missing);
+        assert!(cell.get(now).is_none());
+
+        cell.store(creds(Some(now + Duration::from_secs(600))), now);
+        assert_eq!(cell.state(now), CredentialState::Valid);
+        assert!(cell.get(now).is_some());
+
+        let later = now + Duration::from_secs(600) - EXPIRY_SKEW;
+        assert_eq!(cell.state(later), CredentialState::Expired);
+        assert!(cell.get(later).is_none());
+
+        cell.store(creds(None), now);
+        assert!(
+            cell.get(now + Duration::from_secs(10 * 365 * 86400))
+                .is_some(),
+            "no expiry = always usable"
+        );
+    }
+
+    #[test]
+    fn debug_output_never_contains_the_secret_or_token() {
+        let held = Held::new(creds(None), SystemTime::now());
+        let text = format!("{held:?}");
+        assert!(!text.contains("secret-value"), "{text}");
+        assert!(!text.contains("token-value"), "{text}");
+    }
+}

@@ -1,0 +1,201 @@
+//! The Lambda Invoke call: build the request from scratch (no client header reaches it), sign it with SigV4,
+//! send it over a pooled hyper client (TLS verified against the system roots), read the answer.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::Backend;
+use crate::credentials::Held;
+use crate::response::LambdaReply;
+
+/// Lambda's own response limit is 6 MB; anything far larger is not Lambda.
+const MAX_RESPONSE_BYTES: usize = 7 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("could not sign the request: {0}")]
+    Sign(String),
+    #[error("could not reach the Lambda endpoint: {0}")]
+    Unreachable(String),
+    #[error("Lambda did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("could not read Lambda's response: {0}")]
+    Read(String),
+}
+
+pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds the pooled client used for every Invoke call.
+pub fn client() -> std::io::Result<HttpsClient> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(256)
+        .build(https))
+}
+
+/// The signed Invoke request for `backend` carrying `event`.
+pub fn signed_request(
+    backend: &Backend,
+    event: Bytes,
+    credentials: &Held,
+    now: SystemTime,
+) -> Result<Request<Full<Bytes>>, InvokeError> {
+    let uri = backend
+        .endpoint
+        .invoke_uri(&backend.function_name, backend.qualifier.as_deref());
+    let invocation_type = backend.invocation.header_value();
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(&uri)
+        .header(http::header::HOST, backend.endpoint.authority.as_str())
+        .header("x-amz-invocation-type", invocation_type)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(event.clone()))
+        .map_err(|e| InvokeError::Sign(e.to_string()))?;
+    let params = v4::SigningParams::builder()
+        .identity(&credentials.identity)
+        .region(&backend.region)
+        .name("lambda")
+        .time(now)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| InvokeError::Sign(e.to_string()))?
+        .into();
+    let headers = [
+        ("host", backend.endpoint.authority.as_str()),
+        ("x-amz-invocation-type", invocation_type),
+        ("content-type", "application/json"),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        uri.as_str(),
+        headers.into_iter(),
+        SignableBody::Bytes(&event),
+    )
+    .map_err(|e| InvokeError::Sign(e.to_string()))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| InvokeError::Sign(e.to_string()))?
+        .into_parts();
+    instructions.apply_to_request_http1x(&mut request);
+    Ok(request)
+}
+
+fn header_string(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Sends the signed request and reads Lambda's answer, bounded by `timeout` in total.
+pub async fn send(
+    client: &HttpsClient,
+    request: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<LambdaReply, InvokeError> {
+    let call = async {
+        let response = client.request(request).await.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            InvokeError::Unreachable(text)
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|e| InvokeError::Read(e.to_string()))?
+            .to_bytes();
+        Ok(LambdaReply {
+            status: parts.status.as_u16(),
+            function_error: header_string(&parts.headers, "x-amz-function-error"),
+            error_type: header_string(&parts.headers, "x-amzn-errortype"),
+            retry_after: header_string(&parts.headers, "retry-after"),
+            request_id: header_string(&parts.headers, "x-amzn-requestid"),
+            executed_version: header_string(&parts.headers, "x-amz-executed-version"),
+            body,
+        })
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(InvokeError::Timeout(timeout)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{compile, LoadOptions};
+    use aws_credential_types::Credentials;
+
+    const BACKEND: &str = r#"
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: Backend
+metadata: {name: lambda, namespace: ns}
+spec:
+  type: AWS
+  aws:
+    region: eu-west-1
+    lambda: {functionName: echo, qualifier: live}
+"#;
+
+    #[test]
+    fn signed_request_has_only_gateway_headers_and_a_sigv4_authorization() {
+        let config = compile(&[("b.yaml", BACKEND)], &LoadOptions::default()).expect("compiles");
+        let backend = &config.backends[0];
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
+        let held = Held::new(
+            Credentials::new(
+                "ASIAEXAMPLEKEY",
+                "secret",
+                Some("session-token".into()),
+                None,
+                "test",
+            ),
+            now,
+        );
+        let request =
+            signed_request(backend, Bytes::from_static(b"{}"), &held, now).expect("signs");
+        assert_eq!(
+            request.uri().to_string(),
+            "https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/echo/invocations?Qualifier=live"
+        );
+        let auth = request.headers()["authorization"].to_str().expect("ascii");
+        assert!(
+            auth.starts_with(
+                "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEKEY/20251124/eu-west-1/lambda/aws4_request"
+            ),
+            "{auth}"
+        );
+        assert!(auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-invocation-type;x-amz-security-token"), "{auth}");
+        assert_eq!(request.headers()["x-amz-security-token"], "session-token");
+        assert_eq!(
+            request.headers()["x-amz-invocation-type"],
+            "RequestResponse"
+        );
+        let names: Vec<_> = request.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), 6, "{names:?}");
+    }
+}

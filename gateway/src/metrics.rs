@@ -1,0 +1,148 @@
+//! Prometheus metrics, per route and function.
+//!
+//! - `gateway_requests_total{route,function,status,outcome}`
+//! - `gateway_request_duration_seconds{route,function}` (histogram, whole request as the client sees it)
+//! - `gateway_lambda_function_errors_total{route,function}` and `gateway_lambda_throttles_total{route,function}`
+//! - `gateway_credentials_state{source}` (0 missing, 1 valid, 2 expired), `gateway_credentials_expiry_seconds{source}`
+//!   (Unix time), `gateway_credential_fetches_total{source,result}`
+//! - `gateway_config_reloads_total{result}`
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub function: String,
+    pub status: u16,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FetchLabels {
+    pub source: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~100 s
+    Histogram::new(exponential_buckets(0.0001, 2.5, 16))
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub function_errors: Family<RouteLabels, Counter>,
+    pub throttles: Family<RouteLabels, Counter>,
+    pub credentials_state: Family<SourceLabels, Gauge>,
+    pub credentials_expiry: Family<SourceLabels, Gauge>,
+    pub credential_fetches: Family<FetchLabels, Counter>,
+    pub reloads: Family<ResultLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let function_errors = Family::<RouteLabels, Counter>::default();
+        let throttles = Family::<RouteLabels, Counter>::default();
+        let credentials_state = Family::<SourceLabels, Gauge>::default();
+        let credentials_expiry = Family::<SourceLabels, Gauge>::default();
+        let credential_fetches = Family::<FetchLabels, Counter>::default();
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests served, by route, function, status and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Request latency as the client sees it",
+            duration.clone(),
+        );
+        registry.register(
+            "lambda_function_errors",
+            "Invocations that returned X-Amz-Function-Error",
+            function_errors.clone(),
+        );
+        registry.register(
+            "lambda_throttles",
+            "Invocations Lambda throttled (429)",
+            throttles.clone(),
+        );
+        registry.register(
+            "credentials_state",
+            "Credential cache state: 0 missing, 1 valid, 2 expired",
+            credentials_state.clone(),
+        );
+        registry.register(
+            "credentials_expiry_seconds",
+            "Expiry of the cached credentials (Unix time)",
+            credentials_expiry.clone(),
+        );
+        registry.register(
+            "credential_fetches",
+            "Credential fetch attempts by result",
+            credential_fetches.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            reloads.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            function_errors,
+            throttles,
+            credentials_state,
+            credentials_expiry,
+            credential_fetches,
+            reloads,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
