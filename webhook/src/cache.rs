@@ -15,8 +15,20 @@
 //!   (and of the ConfigMap, when watched) has been applied.
 
 mod annotations;
+mod config_map;
+mod fetch;
+mod imds;
+mod run;
+mod store;
 
 pub use annotations::{
     is_valid_role_arn, parse_go_bool, sts_identity_from_annotations, AnnotationDefaults,
     RoleArnComposer,
 };
+pub use config_map::{
+    parse_config_map, ConfigMapEntries, ParsedConfigMap, CONFIG_KEY, CONFIG_MAP_NAME,
+};
+pub use fetch::{ApiServiceAccountFetcher, FetchError, ServiceAccountFetcher};
+pub use imds::{partition_for_region, role_arn_composer_from_imds, ImdsError};
+pub use run::{run, CacheTasks};
+pub use store::{CacheMetrics, LiveIdentities, ServiceAccountCache};
