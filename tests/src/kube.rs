@@ -176,7 +176,10 @@ impl ControlPlane {
             .dir
             .path()
             .join(format!("{}.kubeconfig", user.replace([':', '/'], "_")));
-        write(&path, &kubeconfig_yaml(&self.api_url(), self.ca_pem(), &cert));
+        write(
+            &path,
+            &kubeconfig_yaml(&self.api_url(), self.ca_pem(), &cert),
+        );
         path
     }
 
@@ -213,10 +216,16 @@ impl ControlPlane {
             "--advertise-address=127.0.0.1".into(),
             format!("--secure-port={}", self.api_port),
             format!("--tls-cert-file={}", d.join("apiserver.crt").display()),
-            format!("--tls-private-key-file={}", d.join("apiserver.key").display()),
+            format!(
+                "--tls-private-key-file={}",
+                d.join("apiserver.key").display()
+            ),
             format!("--client-ca-file={}", d.join("ca.crt").display()),
             format!("--service-account-key-file={}", d.join("sa.pub").display()),
-            format!("--service-account-signing-key-file={}", d.join("sa.key").display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                d.join("sa.key").display()
+            ),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--authorization-mode=RBAC".into(),
@@ -299,10 +308,8 @@ impl Drop for ControlPlane {
         self.stop_apiserver();
         self.etcd.terminate(Duration::from_secs(5));
         if std::env::var_os("PODCRED_KEEP_TMP").is_some() {
-            let kept = std::mem::replace(
-                &mut self.dir,
-                tempfile::tempdir().expect("create temp dir"),
-            );
+            let kept =
+                std::mem::replace(&mut self.dir, tempfile::tempdir().expect("create temp dir"));
             eprintln!("kept control-plane dir {}", kept.keep().display());
         }
     }
@@ -389,9 +396,10 @@ impl WebhookImpl {
             WebhookImpl::Podcred => std::env::var_os("PODCRED_WEBHOOK_BIN")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| crate::workspace_bin("webhook")),
-            WebhookImpl::Upstream => {
-                peer_bin("amazon-eks-pod-identity-webhook", "install-upstream-webhook.sh")
-            }
+            WebhookImpl::Upstream => peer_bin(
+                "amazon-eks-pod-identity-webhook",
+                "install-upstream-webhook.sh",
+            ),
         }
     }
 }

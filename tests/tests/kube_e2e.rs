@@ -164,7 +164,8 @@ impl Cluster {
     async fn start(extra_args: &[&str]) -> Self {
         let plane = ControlPlane::start().await;
         let client = plane.client().await;
-        let webhook = WebhookProcess::start(&plane, webhook_under_test(), "webhook", extra_args).await;
+        let webhook =
+            WebhookProcess::start(&plane, webhook_under_test(), "webhook", extra_args).await;
         Registration::for_webhook("podcred-e2e", &webhook)
             .apply(&client)
             .await;
@@ -250,6 +251,698 @@ async fn control_plane_stores_pods_and_issues_service_account_tokens() {
         claims["iss"],
         "https://kubernetes.default.svc.cluster.local"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn irsa_pods_are_mutated_and_stored_by_the_api_server() {
+    let cluster = Cluster::start(&["--aws-default-region=us-west-2"]).await;
+    let client = &cluster.client;
+    create_namespace(client, "irsa").await;
+    create_service_account(
+        client,
+        "irsa",
+        "s3-reader",
+        &[
+            ("eks.amazonaws.com/role-arn", ROLE),
+            ("eks.amazonaws.com/token-expiration", "3600"),
+            ("eks.amazonaws.com/sts-regional-endpoints", "true"),
+        ],
+    )
+    .await;
+    create_service_account(client, "irsa", "no-role", &[]).await;
+
+    let spec = json!({
+        "initContainers": [{"name": "setup", "image": "busybox"}],
+        "containers": [
+            {"name": "app", "image": "busybox"},
+            {"name": "has-region", "image": "busybox", "env": [{"name": "AWS_REGION", "value": "eu-west-1"}]},
+            {"name": "skipped", "image": "busybox"},
+        ],
+    });
+    let mut pod = pod_json("irsa-app", "s3-reader", spec.clone());
+    pod["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-containers": "skipped"});
+    let stored = create_pod(client, "irsa", &pod, false).await;
+
+    let expected_env = vec![
+        ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+        ("AWS_DEFAULT_REGION", "us-west-2"),
+        ("AWS_REGION", "us-west-2"),
+        ("AWS_ROLE_ARN", ROLE),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", IRSA_TOKEN_FILE),
+    ];
+    let as_pairs = |c: &Value| env(c);
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert_eq!(as_pairs(container(&stored, "app")), owned(&expected_env));
+    assert_eq!(as_pairs(container(&stored, "setup")), owned(&expected_env));
+    assert_eq!(
+        as_pairs(container(&stored, "has-region")),
+        owned(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+            ("AWS_ROLE_ARN", ROLE),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", IRSA_TOKEN_FILE),
+        ])
+    );
+    assert!(env(container(&stored, "skipped")).is_empty());
+    assert!(mount(container(&stored, "skipped"), "aws-iam-token").is_none());
+
+    let token_mount = mount(container(&stored, "app"), "aws-iam-token").expect("token mount");
+    assert_eq!(
+        token_mount["mountPath"],
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+    );
+    assert_eq!(token_mount["readOnly"], true);
+    // The ServiceAccount admission plugin added kube-api-access first; the webhook prepends its volume.
+    assert_eq!(stored["spec"]["volumes"][0]["name"], "aws-iam-token");
+    assert_eq!(
+        stored["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"],
+        json!({"audience": "sts.amazonaws.com", "expirationSeconds": 3600, "path": "token"})
+    );
+    assert!(volume(&stored, "aws-iam-token").is_some());
+
+    // A ServiceAccount without a role: the pod is stored as sent (plus the API server's own defaults).
+    let plain = create_pod(
+        client,
+        "irsa",
+        &pod_json("plain", "no-role", json!({})),
+        false,
+    )
+    .await;
+    assert!(env(container(&plain, "app")).is_empty());
+    assert!(volume(&plain, "aws-iam-token").is_none());
+
+    // Upstream's skip label: the API server does not even call the webhook.
+    let mut labelled = pod_json("labelled", "s3-reader", json!({}));
+    labelled["metadata"]["labels"] = json!({"eks.amazonaws.com/skip-pod-identity-webhook": "x"});
+    let labelled = create_pod(client, "irsa", &labelled, false).await;
+    assert!(env(container(&labelled, "app")).is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn container_credentials_pods_get_the_pod_identity_endpoint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let identities = dir.path().join("identities.json");
+    std::fs::write(
+        &identities,
+        r#"{"identities":[{"namespace":"pod-identity","serviceAccount":"agent-user"}]}"#,
+    )
+    .expect("write identities");
+    let flag = format!(
+        "--watch-container-credentials-config={}",
+        identities.display()
+    );
+    let cluster = Cluster::start(&[&flag]).await;
+    let client = &cluster.client;
+    create_namespace(client, "pod-identity").await;
+    // Container credentials win over IRSA, even when the ServiceAccount also has a role.
+    create_service_account(
+        client,
+        "pod-identity",
+        "agent-user",
+        &[("eks.amazonaws.com/role-arn", ROLE)],
+    )
+    .await;
+    let stored = create_pod(
+        client,
+        "pod-identity",
+        &pod_json("cc", "agent-user", json!({})),
+        false,
+    )
+    .await;
+    assert_eq!(
+        stored["metadata"]["labels"]["eks.amazonaws.com/pod-identity"],
+        "enabled"
+    );
+    let app = container(&stored, "app");
+    assert_eq!(
+        env(app),
+        vec![
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI".to_owned(),
+                "http://169.254.170.23/v1/credentials".to_owned()
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_owned(),
+                "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"
+                    .to_owned()
+            ),
+        ]
+    );
+    let projection = &volume(&stored, "eks-pod-identity-token").expect("token volume")["projected"]
+        ["sources"][0]["serviceAccountToken"];
+    assert_eq!(projection["audience"], "pods.eks.amazonaws.com");
+    assert_eq!(projection["path"], "eks-pod-identity-token");
+    let expiration = projection["expirationSeconds"]
+        .as_i64()
+        .expect("expiration");
+    assert!(
+        (79_200..=86_400).contains(&expiration),
+        "default expiration gets jitter in [79200, 86400], got {expiration}"
+    );
+}
+
+/// A second mutating webhook that appends a container `late` (as vault-agent or istio do). Registered under a
+/// name that sorts after ours, so the API server re-invokes ours (`reinvocationPolicy: IfNeeded`).
+async fn start_container_adding_webhook(cluster: &Cluster) -> (u16, tokio::task::JoinHandle<()>) {
+    use axum::routing::post;
+    use base64::Engine as _;
+    let tls = cluster.plane.webhook_tls("adder");
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .expect("adder TLS config");
+    let app = axum::Router::new().route(
+        "/mutate",
+        post(|axum::Json(review): axum::Json<Value>| async move {
+            let request = &review["request"];
+            let patch = json!([{
+                "op": "add",
+                "path": "/spec/containers/-",
+                "value": {"name": "late", "image": "busybox"}
+            }]);
+            let already = request["object"]["spec"]["containers"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["name"] == "late"));
+            let mut response = json!({"uid": request["uid"], "allowed": true});
+            if !already {
+                response["patchType"] = json!("JSONPatch");
+                response["patch"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(patch.to_string()));
+            }
+            axum::Json(json!({
+                "apiVersion": review["apiVersion"],
+                "kind": review["kind"],
+                "response": response,
+            }))
+        }),
+    );
+    let port = integration::free_port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let server = tokio::spawn(async move {
+        axum_server::bind_rustls(addr, config)
+            .serve(app.into_make_service())
+            .await
+            .expect("adder webhook");
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "container-adding webhook did not listen on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let registration = Registration {
+        name: "zz-adds-a-container".into(),
+        url: format!("https://127.0.0.1:{port}/mutate"),
+        ca_pem: tls.ca_pem.clone(),
+        failure_policy: "Fail",
+        reinvocation_policy: "Never",
+        review_versions: vec!["v1".into()],
+        timeout_seconds: 10,
+    };
+    registration.apply(&cluster.client).await;
+    (port, server)
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn containers_added_by_a_later_webhook_are_injected_on_reinvocation() {
+    let cluster = Cluster::start(&[]).await;
+    let client = &cluster.client;
+    let (_port, server) = start_container_adding_webhook(&cluster).await;
+    create_namespace(client, "reinvoke").await;
+    create_service_account(
+        client,
+        "reinvoke",
+        "s3-reader",
+        &[("eks.amazonaws.com/role-arn", ROLE)],
+    )
+    .await;
+    // The other webhook's registration also takes effect asynchronously.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        let pod = create_pod(
+            client,
+            "reinvoke",
+            &pod_json("reinvoked", "s3-reader", json!({})),
+            true,
+        )
+        .await;
+        if containers(&pod, "containers").len() == 2 || Instant::now() > deadline {
+            break pod;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(containers(&stored, "containers").len(), 2, "{stored:#}");
+    for name in ["app", "late"] {
+        let c = container(&stored, name);
+        assert_eq!(
+            env(c),
+            vec![
+                ("AWS_ROLE_ARN".to_owned(), ROLE.to_owned()),
+                (
+                    "AWS_WEB_IDENTITY_TOKEN_FILE".to_owned(),
+                    IRSA_TOKEN_FILE.to_owned()
+                ),
+            ],
+            "container {name} (injected exactly once)"
+        );
+        assert!(mount(c, "aws-iam-token").is_some(), "container {name}");
+    }
+    let token_volumes = stored["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .filter(|v| v["name"] == "aws-iam-token")
+        .count();
+    assert_eq!(token_volumes, 1);
+    server.abort();
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn pods_created_right_after_their_service_account_are_mutated() {
+    let cluster = Cluster::start(&["--service-account-lookup-grace-period=5s"]).await;
+    let client = &cluster.client;
+    create_namespace(client, "fresh").await;
+    for i in 0..10 {
+        let name = format!("fresh-{i}");
+        create_service_account(
+            client,
+            "fresh",
+            &name,
+            &[("eks.amazonaws.com/role-arn", ROLE)],
+        )
+        .await;
+        // No wait: the webhook's watch may not have seen the ServiceAccount yet.
+        let stored = create_pod(client, "fresh", &pod_json(&name, &name, json!({})), false).await;
+        assert!(
+            is_irsa_mutated(&stored),
+            "pod {i} created right after its ServiceAccount was not mutated; webhook log:\n{}",
+            cluster.webhook.log()
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn a_restarted_webhook_serves_again_and_fail_policy_blocks_while_down() {
+    let mut cluster = Cluster::start(&[]).await;
+    create_namespace(&cluster.client, "restart").await;
+    create_service_account(
+        &cluster.client,
+        "restart",
+        "s3-reader",
+        &[("eks.amazonaws.com/role-arn", ROLE)],
+    )
+    .await;
+    cluster.webhook.stop();
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), "restart");
+    let pod: Pod =
+        serde_json::from_value(pod_json("while-down", "s3-reader", json!({}))).expect("pod");
+    let refused = api.create(&PostParams::default(), &pod).await;
+    let message = format!("{refused:?}");
+    assert!(
+        refused.is_err() && message.contains("failed calling webhook"),
+        "failurePolicy Fail must refuse pods while the webhook is down: {message}"
+    );
+
+    cluster.webhook.restart().await;
+    create_service_account(
+        &cluster.client,
+        "restart",
+        "after-restart",
+        &[("eks.amazonaws.com/role-arn", ROLE)],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored = create_pod(
+            &cluster.client,
+            "restart",
+            &pod_json("after", "after-restart", json!({})),
+            true,
+        )
+        .await;
+        if is_irsa_mutated(&stored) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restarted webhook did not mutate within 30 s; log:\n{}",
+            cluster.webhook.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn the_cache_recovers_when_the_api_server_restarts_mid_watch() {
+    // Grace period 0: a pod is only mutated if the ServiceAccount arrived through the watch.
+    let mut cluster = Cluster::start(&[]).await;
+    create_namespace(&cluster.client, "rewatch").await;
+    create_service_account(
+        &cluster.client,
+        "rewatch",
+        "before",
+        &[("eks.amazonaws.com/role-arn", ROLE)],
+    )
+    .await;
+
+    cluster.plane.restart_apiserver().await;
+    let client = cluster.plane.client().await;
+    create_service_account(
+        &client,
+        "rewatch",
+        "after",
+        &[(
+            "eks.amazonaws.com/role-arn",
+            "arn:aws:iam::111122223333:role/after",
+        )],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stored = create_pod(
+            &client,
+            "rewatch",
+            &pod_json("after", "after", json!({})),
+            true,
+        )
+        .await;
+        if env_value(container(&stored, "app"), "AWS_ROLE_ARN").as_deref()
+            == Some("arn:aws:iam::111122223333:role/after")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the webhook's ServiceAccount watch did not recover within 60 s after the API server \
+             restarted; webhook log:\n{}",
+            cluster.webhook.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Entries cached before the restart are still served.
+    let before = create_pod(
+        &client,
+        "rewatch",
+        &pod_json("before", "before", json!({})),
+        true,
+    )
+    .await;
+    assert!(is_irsa_mutated(&before));
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn injected_credproxy_sidecars_pass_api_server_validation() {
+    if webhook_under_test() == WebhookImpl::Upstream {
+        eprintln!("skipped: sidecar injection is a podcred extension");
+        return;
+    }
+    let image = "ghcr.io/podcred/credproxy:e2e";
+    let cluster = Cluster::start(&[
+        &format!("--sidecar-image={image}"),
+        "--aws-default-region=eu-central-1",
+    ])
+    .await;
+    let client = &cluster.client;
+    create_namespace(client, "sidecar").await;
+    create_service_account(
+        client,
+        "sidecar",
+        "lambda-invoker",
+        &[("eks.amazonaws.com/role-arn", ROLE)],
+    )
+    .await;
+    let mut pod = pod_json(
+        "gateway",
+        "lambda-invoker",
+        json!({
+            "initContainers": [{"name": "migrate", "image": "busybox"}],
+            "securityContext": {"runAsUser": 1000, "runAsNonRoot": true},
+        }),
+    );
+    pod["metadata"]["annotations"] = json!({"podcred.dev/inject": "true"});
+    let stored = create_pod(client, "sidecar", &pod, false).await;
+
+    let init = containers(&stored, "initContainers");
+    let sidecar = init
+        .iter()
+        .find(|c| c["name"] == "credproxy")
+        .unwrap_or_else(|| panic!("no credproxy init container: {stored:#}"));
+    assert_eq!(sidecar["image"], image);
+    assert_eq!(sidecar["restartPolicy"], "Always", "native sidecar");
+    assert_eq!(sidecar["startupProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(sidecar["startupProbe"]["httpGet"]["port"], 9912);
+    assert_eq!(env_value(sidecar, "AWS_ROLE_ARN").as_deref(), Some(ROLE));
+    assert_eq!(
+        env_value(sidecar, "AWS_WEB_IDENTITY_TOKEN_FILE").as_deref(),
+        Some(IRSA_TOKEN_FILE)
+    );
+    assert!(mount(sidecar, "aws-iam-token").is_some());
+    let args: Vec<&str> = sidecar["args"]
+        .as_array()
+        .expect("sidecar args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(args.contains(&"--listen=127.0.0.1:9911"), "{args:?}");
+    assert!(
+        args.contains(&"--auth-token-file=/var/run/podcred/auth/token"),
+        "{args:?}"
+    );
+    let security = &sidecar["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["runAsNonRoot"], true);
+    // The sidecar must start before the init containers that may need credentials.
+    assert_eq!(init[0]["name"], "credproxy", "sidecar first: {init:#?}");
+
+    for name in ["app", "migrate"] {
+        let c = container(&stored, name);
+        assert_eq!(
+            env_value(c, "AWS_CONTAINER_CREDENTIALS_FULL_URI").as_deref(),
+            Some("http://127.0.0.1:9911/v1/credentials"),
+            "{name}"
+        );
+        assert_eq!(
+            env_value(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").as_deref(),
+            Some("/var/run/podcred/auth/token"),
+            "{name}"
+        );
+        assert_eq!(
+            env_value(c, "AWS_ROLE_ARN"),
+            None,
+            "{name}: no IRSA variables"
+        );
+        assert!(
+            mount(c, "aws-iam-token").is_none(),
+            "{name}: no token mount"
+        );
+        let auth = mount(c, "podcred-auth").unwrap_or_else(|| panic!("{name}: auth mount"));
+        assert_eq!(auth["readOnly"], true);
+        assert_eq!(auth["mountPath"], "/var/run/podcred/auth");
+    }
+    assert_eq!(
+        volume(&stored, "podcred-auth").expect("auth volume")["emptyDir"]["medium"],
+        "Memory"
+    );
+
+    // Re-admission (e.g. a reinvocation) does not add a second sidecar: dry-run the stored spec again.
+    let mut again = pod.clone();
+    again["metadata"]["name"] = json!("gateway-again");
+    again["spec"] = stored["spec"].clone();
+    let again = create_pod(client, "sidecar", &again, true).await;
+    let sidecars = containers(&again, "initContainers")
+        .iter()
+        .filter(|c| c["name"] == "credproxy")
+        .count();
+    assert_eq!(sidecars, 1);
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn container_mode_sidecars_are_accepted_too() {
+    if webhook_under_test() == WebhookImpl::Upstream {
+        eprintln!("skipped: sidecar injection is a podcred extension");
+        return;
+    }
+    let cluster = Cluster::start(&[
+        "--sidecar-image=ghcr.io/podcred/credproxy:e2e",
+        "--sidecar-mode=container",
+    ])
+    .await;
+    let client = &cluster.client;
+    create_namespace(client, "sidecar-container").await;
+    // Injection requested on the ServiceAccount instead of the pod.
+    create_service_account(
+        client,
+        "sidecar-container",
+        "invoker",
+        &[
+            ("eks.amazonaws.com/role-arn", ROLE),
+            ("podcred.dev/inject", "true"),
+        ],
+    )
+    .await;
+    let stored = create_pod(
+        client,
+        "sidecar-container",
+        &pod_json("app", "invoker", json!({})),
+        false,
+    )
+    .await;
+    let sidecar = container(&stored, "credproxy");
+    assert!(containers(&stored, "containers")
+        .iter()
+        .any(|c| c["name"] == "credproxy"));
+    assert!(sidecar.get("restartPolicy").is_none());
+    assert_eq!(
+        env_value(
+            container(&stored, "app"),
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+        )
+        .as_deref(),
+        Some("http://127.0.0.1:9911/v1/credentials")
+    );
+}
+
+/// Creates every object of a multi-document YAML with server-side dry-run (`dryRun=All`): the API server
+/// runs defaulting, validation and admission but stores nothing (Namespaces excepted). Returns the kinds it could not resolve
+/// (CRDs such as cert-manager's that this API server does not have).
+async fn dry_run_apply(client: &Client, yaml: &str) -> Vec<String> {
+    use kube::api::{DynamicObject, GroupVersionKind};
+    use kube::discovery::{Discovery, Scope};
+
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("API discovery");
+    let mut unresolved = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let value: Value = serde::Deserialize::deserialize(document).expect("rendered YAML parses");
+        if value.is_null() {
+            continue;
+        }
+        let api_version = value["apiVersion"].as_str().expect("apiVersion");
+        let kind = value["kind"].as_str().expect("kind");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let Some((resource, capabilities)) = discovery.resolve_gvk(&gvk) else {
+            unresolved.push(format!("{api_version}/{kind}"));
+            continue;
+        };
+        let object: DynamicObject = serde_json::from_value(value.clone()).expect("object");
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let api: Api<DynamicObject> = match capabilities.scope {
+            Scope::Namespaced => Api::namespaced_with(
+                client.clone(),
+                object.metadata.namespace.as_deref().unwrap_or("default"),
+                &resource,
+            ),
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        // Namespaces are created for real: dry-run objects inside them need them to exist.
+        let params = PostParams {
+            dry_run: kind != "Namespace",
+            ..Default::default()
+        };
+        if let Err(error) = api.create(&params, &object).await {
+            let exists = matches!(&error, kube::Error::Api(s) if s.code == 409);
+            assert!(
+                exists && kind == "Namespace",
+                "API server rejected {kind} {name}: {error}"
+            );
+        }
+    }
+    unresolved
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn rendered_chart_manifests_and_examples_are_accepted_by_the_api_server() {
+    let plane = ControlPlane::start().await;
+    let client = plane.client().await;
+    let chart = integration::workspace_root().join("deploy/helm/podcred");
+    create_namespace(&client, "podcred-system").await;
+
+    // Everything enabled, self-signed PKI (no cert-manager needed).
+    let full = integration::kube::helm_template(
+        &chart,
+        "podcred-webhook",
+        "podcred-system",
+        &[
+            "pki.certManager.enabled=false",
+            "sidecar.enabled=true",
+            "config.containerCredentials.enabled=true",
+            "config.containerCredentials.identities[0].namespace=apps",
+            "config.containerCredentials.identities[0].serviceAccount=worker",
+            "config.podIdentityWebhookMap.enabled=true",
+            "config.podIdentityWebhookMap.data.default/sa.RoleARN=arn:aws:iam::111122223333:role/r",
+            "podAntiAffinity=hard",
+            "mutatingWebhook.failurePolicy=Fail",
+        ],
+    );
+    assert_eq!(dry_run_apply(&client, &full).await, Vec::<String>::new());
+    for expected in [
+        "kind: Deployment",
+        "kind: PodDisruptionBudget",
+        "kind: MutatingWebhookConfiguration",
+        "kind: ClusterRole",
+        "kind: Role",
+        "kind: Secret",
+        "reinvocationPolicy: IfNeeded",
+        "--watch-config-map=true",
+        "--sidecar-image=",
+    ] {
+        assert!(full.contains(expected), "rendered chart lacks {expected}");
+    }
+
+    // The committed plain manifests are the chart's default rendering, and all but cert-manager's objects
+    // (CRDs this API server does not have) are accepted.
+    let committed = std::fs::read_to_string(
+        integration::workspace_root().join("deploy/manifests/podcred-webhook.yaml"),
+    )
+    .expect("deploy/manifests/podcred-webhook.yaml");
+    let default_render =
+        integration::kube::helm_template(&chart, "podcred-webhook", "podcred-system", &[]);
+    let strip = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && *l != "---")
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        strip(&committed).ends_with(&strip(&default_render)),
+        "deploy/manifests/podcred-webhook.yaml is stale: run `bash deploy/render-manifests.sh`"
+    );
+    let mut unresolved = dry_run_apply(&client, &committed).await;
+    unresolved.sort();
+    assert_eq!(
+        unresolved,
+        vec![
+            "cert-manager.io/v1/Certificate".to_owned(),
+            "cert-manager.io/v1/Issuer".to_owned()
+        ]
+    );
+
+    // The gateway example, with the seed's variables substituted.
+    let example =
+        std::fs::read_to_string(integration::workspace_root().join("deploy/examples/gateway.yaml"))
+            .expect("deploy/examples/gateway.yaml")
+            .replace("${AWS_ACCOUNT_ID}", "111122223333")
+            .replace("${AWS_LAMBDA_REGION}", "us-east-1");
+    assert_eq!(dry_run_apply(&client, &example).await, Vec::<String>::new());
 }
 
 fn jwt_claims(token: &str) -> Value {

@@ -68,6 +68,7 @@ app.kubernetes.io/part-of: podcred
 {{- toYaml .Values.pki.generatedPki -}}
 {{- end }}
 
+{{/* "true" when the chart generates the PKI itself, "" otherwise (include returns a string). */}}
 {{- define "podcred.selfSigned" -}}
-{{- and (not .Values.pki.certManager.enabled) (not .Values.pki.existingSecret) (not .Values.pki.cert) }}
+{{- if and (not .Values.pki.certManager.enabled) (not .Values.pki.existingSecret) (not .Values.pki.cert) }}true{{ end }}
 {{- end }}
