@@ -427,7 +427,8 @@ async fn serve(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if let Some(length) = declared.filter(|n| *n > limit) {
+        drain(body, length).await;
         return reply(too_large());
     }
     let body: Bytes = match Limited::new(body, limit).collect().await {
@@ -560,6 +561,21 @@ async fn serve(
             ),
         )),
     }
+}
+
+/// Bodies up to this size are read and discarded before a 413, so the client sees the answer instead of a
+/// reset connection; anything larger gets the 413 and the connection is closed.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+async fn drain(body: Body, declared: usize) {
+    if declared > DRAIN_LIMIT {
+        return;
+    }
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        Limited::new(body, DRAIN_LIMIT).collect(),
+    )
+    .await;
 }
 
 fn host_without_port(host: &str) -> &str {

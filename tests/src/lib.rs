@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+pub mod gateway;
 pub mod kube;
 pub mod moto;
 pub mod serverless;
