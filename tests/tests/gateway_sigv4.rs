@@ -1,0 +1,292 @@
+//! SigV4 through the gateway, checked by a verifier: the moto wrapper with SigV4/IAM enforcement on
+//! (tests/peers/moto_wrapper.py) in "lambda-simple" mode (no Docker), with credentials from credproxy, which
+//! exchanges a web-identity token at moto's STS — the seed's chain, on loopback.
+
+use std::time::{Duration, Instant};
+
+use integration::gateway::{http_get, CountingProxy, Gateway, Sidecar};
+use integration::moto::{http_request, Moto, REGION};
+use serde_json::{json, Value};
+
+fn use_lambda_simple_mode(moto: &Moto) {
+    let (status, body) = http_request(
+        moto.addr(),
+        "POST",
+        "/moto-api/config",
+        "application/json",
+        br#"{"lambda":{"use_docker":false}}"#,
+    );
+    assert!(
+        status == 200 || status == 201,
+        "moto-api/config: {status} {body}"
+    );
+}
+
+/// Queues the next Invoke result (lambda-simple mode answers queued results in order).
+fn queue_result(moto: &Moto, result: &str) {
+    let body = json!({"results": [result], "region": REGION}).to_string();
+    let (status, text) = http_request(
+        moto.addr(),
+        "POST",
+        "/moto-api/static/lambda-simple/response",
+        "application/json",
+        body.as_bytes(),
+    );
+    assert!(
+        status == 200 || status == 201,
+        "queue result: {status} {text}"
+    );
+}
+
+fn allow_invoke() -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"}]})
+}
+
+fn deny_invoke() -> Value {
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "lambda:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "lambda:InvokeFunction", "Resource": "*"}
+    ]})
+}
+
+/// The seed's manifests with the Lambda endpoint pointed at `endpoint`, plus an optional `auth` block.
+fn seed_config(endpoint: &str, auth: &str, extra_docs: &str) -> String {
+    format!(
+        r#"kind: Gateway
+apiVersion: gateway.networking.k8s.io/v1
+metadata: {{name: http, namespace: kgateway-system}}
+spec:
+  gatewayClassName: kgateway
+  listeners: [{{protocol: HTTP, port: 8080, name: http}}]
+---
+apiVersion: gateway.kgateway.dev/v1alpha1
+kind: Backend
+metadata: {{name: lambda, namespace: kgateway-system}}
+spec:
+  type: AWS
+  aws:
+    region: us-east-1
+    accountId: "123456789012"
+{auth}    lambda:
+      functionName: echo
+      endpointURL: "{endpoint}"
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: lambda, namespace: kgateway-system}}
+spec:
+  parentRefs: [{{name: http, namespace: kgateway-system}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /echo}}}}]
+    backendRefs: [{{name: lambda, namespace: kgateway-system, group: gateway.kgateway.dev, kind: Backend}}]
+{extra_docs}"#
+    )
+}
+
+async fn seed_curl(gateway: &Gateway) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(gateway.url("/echo"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        // A client's own signature and x-amz-* headers must never reach the signed request.
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDCLIENT/20260101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=00")
+        .header("x-amz-security-token", "client-token")
+        .header("x-amz-invocation-type", "Event")
+        .body(r#"{"key1":"value1", "key2":"value2"}"#)
+        .send()
+        .await
+        .expect("request through the gateway");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn allowed_role_is_served_denied_role_and_wrong_secret_are_mapped() {
+    let moto = Moto::start_wrapped(false);
+    use_lambda_simple_mode(&moto);
+    let allowed = moto.create_role("gateway-allowed", Some(&allow_invoke()));
+    let denied = moto.create_role("gateway-denied", Some(&deny_invoke()));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("allowed")).unwrap();
+    std::fs::create_dir_all(dir.path().join("denied")).unwrap();
+    let sidecar_flags = ["--expiry-margin=1s", "--ready-min-life=1s"];
+    let allowed_sidecar = Sidecar::start(
+        &dir.path().join("allowed"),
+        &moto.endpoint(),
+        &allowed,
+        &sidecar_flags,
+    );
+    let denied_sidecar = Sidecar::start(
+        &dir.path().join("denied"),
+        &moto.endpoint(),
+        &denied,
+        &sidecar_flags,
+    );
+
+    let config = dir.path().join("seed.yaml");
+    std::fs::write(&config, seed_config(&moto.endpoint(), "", "")).unwrap();
+
+    // Allowed role: moto verifies the signature and the IAM policy, then answers the queued result.
+    let gateway = Gateway::start(&config, &allowed_sidecar.app_env(), &[]);
+    gateway.wait_ready(Duration::from_secs(15));
+    queue_result(&moto, r#"{"statusCode":200,"body":"signed and allowed"}"#);
+    let (status, body) = seed_curl(&gateway).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"statusCode":200,"body":"signed and allowed"}"#),
+        "moto log:\n{}",
+        moto.log()
+    );
+
+    // Denied role (explicit Deny on lambda:InvokeFunction): 502 with a clear message.
+    let denied_gateway = Gateway::start(&config, &denied_sidecar.app_env(), &[]);
+    denied_gateway.wait_ready(Duration::from_secs(15));
+    let (status, body) = seed_curl(&denied_gateway).await;
+    assert_eq!(status, 502, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"], "AccessDenied", "{body}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("not authorized to perform: lambda:InvokeFunction"),
+        "{message}"
+    );
+    assert!(message.contains("assumed-role/gateway-denied"), "{message}");
+
+    // Right key and token, wrong secret (a Secret manifest): Lambda rejects the signature → 502.
+    let (status, creds) = integration::gateway::http_get_with_auth(
+        ([127, 0, 0, 1], allowed_sidecar.port).into(),
+        "/v1/credentials",
+        &std::fs::read_to_string(&allowed_sidecar.auth_token_file).unwrap(),
+    );
+    assert_eq!(status, 200, "{creds}");
+    let creds: Value = serde_json::from_str(&creds).unwrap();
+    let (key, secret, token) = (
+        creds["AccessKeyId"].as_str().unwrap(),
+        creds["SecretAccessKey"].as_str().unwrap(),
+        creds["Token"].as_str().unwrap(),
+    );
+    let wrong_secret_config = dir.path().join("wrong-secret.yaml");
+    std::fs::write(
+        &wrong_secret_config,
+        seed_config(
+            &moto.endpoint(),
+            "    auth: {type: Secret, secretRef: {name: lambda-keys}}\n",
+            &format!(
+                "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: lambda-keys, namespace: kgateway-system}}\nstringData: {{accessKey: {key}, secretKey: not-the-secret-{}, sessionToken: {token}}}\n",
+                &secret[..8]
+            ),
+        ),
+    )
+    .unwrap();
+    let wrong_gateway = Gateway::start(&wrong_secret_config, &[], &[]);
+    wrong_gateway.wait_ready(Duration::from_secs(10));
+    let (status, body) = seed_curl(&wrong_gateway).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "CredentialsRejected",
+        "{body}"
+    );
+
+    // Secrets never reach the logs: not the keys from credproxy, not its auth token.
+    let auth_token = std::fs::read_to_string(&allowed_sidecar.auth_token_file).unwrap();
+    for log in [gateway.log(), denied_gateway.log(), wrong_gateway.log()] {
+        assert!(
+            !log.contains(secret),
+            "secret access key in the gateway log"
+        );
+        assert!(!log.contains(token), "session token in the gateway log");
+        assert!(
+            !log.contains(&auth_token),
+            "credproxy auth token in the gateway log"
+        );
+        assert!(
+            !log.contains("not-the-secret"),
+            "Secret value in the gateway log"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn cached_credentials_outlive_the_endpoint_and_expired_ones_never_reach_lambda() {
+    let moto = Moto::start_wrapped(false);
+    use_lambda_simple_mode(&moto);
+    let role = moto.create_role("gateway-short", Some(&allow_invoke()));
+    let dir = tempfile::tempdir().unwrap();
+    // 30 s credentials: the gateway stops using them 10 s before they expire.
+    let mut sidecar = Sidecar::start(
+        dir.path(),
+        &moto.endpoint(),
+        &role,
+        &[
+            "--duration-seconds=30",
+            "--expiry-margin=1s",
+            "--ready-min-life=1s",
+            "--min-remaining=1s",
+        ],
+    );
+    let lambda = CountingProxy::start(moto.addr());
+    let config = dir.path().join("seed.yaml");
+    std::fs::write(&config, seed_config(&lambda.endpoint(), "", "")).unwrap();
+    let gateway = Gateway::start(&config, &sidecar.app_env(), &[]);
+    gateway.wait_ready(Duration::from_secs(15));
+
+    queue_result(&moto, r#""first""#);
+    assert_eq!(seed_curl(&gateway).await, (200, r#""first""#.to_string()));
+
+    // The credential endpoint goes down: the cached credentials keep working (and moto still verifies them).
+    sidecar.stop();
+    queue_result(&moto, r#""from cache""#);
+    assert_eq!(
+        seed_curl(&gateway).await,
+        (200, r#""from cache""#.to_string()),
+        "{}",
+        gateway.log()
+    );
+    let invokes_before = lambda.invokes();
+    assert_eq!(invokes_before, 2);
+
+    // Once they are too close to expiry, readiness drops and requests get 503 — and nothing is sent.
+    let deadline = Instant::now() + Duration::from_secs(35);
+    loop {
+        let (status, body) = http_get(gateway.admin, "/readyz");
+        if status == 503 {
+            assert!(body.contains(r#""state":"expired""#), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "credentials never expired: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (status, body) = seed_curl(&gateway).await;
+    assert_eq!(status, 503, "{body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"], "NoCredentials");
+    assert!(
+        error["message"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+    assert_eq!(
+        lambda.invokes(),
+        invokes_before,
+        "a request reached Lambda without valid credentials"
+    );
+    let metrics = reqwest::get(gateway.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gateway_credentials_state{source=\"container credentials endpoint"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("} 2"), "state 2 = expired: {metrics}");
+    assert!(
+        metrics.contains(r#"result="error""#),
+        "failed fetches are counted: {metrics}"
+    );
+}
