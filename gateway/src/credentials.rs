@@ -135,6 +135,15 @@ impl CredentialCell {
     }
 }
 
+/// `2026-11-25T14:11:37Z`
+pub fn rfc3339(at: SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// When to refresh credentials expiring at `expiry`: half the remaining lifetime, within bounds.
 pub fn refresh_delay(now: SystemTime, expiry: Option<SystemTime>) -> Duration {
     match expiry {
@@ -196,7 +205,7 @@ pub async fn refresh_loop(
                 tracing::info!(
                     source = %cell.source,
                     access_key_id = credentials.access_key_id(),
-                    expires = expiry.map(|e| time::OffsetDateTime::from(e).to_string()).unwrap_or_else(|| "never".into()),
+                    expires = expiry.map(rfc3339).unwrap_or_else(|| "never".into()),
                     "credentials fetched"
                 );
                 cell.store(credentials, now);

@@ -174,7 +174,7 @@ impl Gateway {
             ready &= state == CredentialState::Valid;
             let mut detail = serde_json::json!({"state": state.as_str()});
             if let Some(expiry) = cell.expiry() {
-                detail["expiration"] = time::OffsetDateTime::from(expiry).to_string().into();
+                detail["expiration"] = crate::credentials::rfc3339(expiry).into();
             }
             if let Some(error) = cell.last_error() {
                 detail["lastError"] = error.into();
