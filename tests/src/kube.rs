@@ -247,10 +247,11 @@ impl ControlPlane {
         self.wait_ready(&log).await;
     }
 
-    /// Stops kube-apiserver (SIGTERM, then kill); etcd and its data stay.
+    /// Stops kube-apiserver (SIGTERM, then SIGKILL after 5 s: open watches can hold a graceful shutdown
+    /// for a long time); etcd and its data stay.
     pub fn stop_apiserver(&mut self) {
         if let Some(mut apiserver) = self.apiserver.take() {
-            apiserver.terminate(Duration::from_secs(20));
+            apiserver.terminate(Duration::from_secs(5));
         }
     }
 
@@ -305,8 +306,10 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        self.stop_apiserver();
-        self.etcd.terminate(Duration::from_secs(5));
+        // Throwaway data: kill (ChildGuard's drop) instead of waiting for graceful shutdowns.
+        drop(self.apiserver.take());
+        let _ = self.etcd.child_mut().kill();
+        let _ = self.etcd.child_mut().wait();
         if std::env::var_os("PODCRED_KEEP_TMP").is_some() {
             let kept =
                 std::mem::replace(&mut self.dir, tempfile::tempdir().expect("create temp dir"));

@@ -162,7 +162,9 @@ struct Cluster {
 
 impl Cluster {
     async fn start(extra_args: &[&str]) -> Self {
+        let started = Instant::now();
         let plane = ControlPlane::start().await;
+        eprintln!("control plane ready in {:?}", started.elapsed());
         let client = plane.client().await;
         let webhook =
             WebhookProcess::start(&plane, webhook_under_test(), "webhook", extra_args).await;
@@ -175,6 +177,7 @@ impl Cluster {
             webhook,
         };
         cluster.wait_until_registration_is_live().await;
+        eprintln!("webhook registered and live after {:?}", started.elapsed());
         cluster
     }
 
