@@ -49,7 +49,9 @@ async fn kube_client(config: &Config) -> Result<kube::Client, String> {
                 .map_err(|e| format!("--kube-api={url}: not a URL: {e}"))?,
         ),
         (None, None) => {
-            tracing::warn!("Neither --kubeconfig nor --kube-api was specified. Using the inClusterConfig.");
+            tracing::warn!(
+                "Neither --kubeconfig nor --kube-api was specified. Using the inClusterConfig."
+            );
             kube::Config::incluster().map_err(|e| {
                 format!("in-cluster Kubernetes configuration unavailable ({e}); pass --kubeconfig or --kube-api")
             })?
@@ -130,13 +132,14 @@ async fn serve(config: Config) -> Result<(), String> {
     let credentials = ContainerCredentials::new();
     let _credentials_watch = match &config.watch_container_credentials_config {
         Some(path) => Some(
-            container_credentials::watch(credentials.clone(), path.clone(), FILE_RECHECK)
-                .map_err(|e| {
+            container_credentials::watch(credentials.clone(), path.clone(), FILE_RECHECK).map_err(
+                |e| {
                     format!(
                         "cannot watch --watch-container-credentials-config={}: {e}",
                         path.display()
                     )
-                })?,
+                },
+            )?,
         ),
         None => None,
     };
@@ -144,8 +147,12 @@ async fn serve(config: Config) -> Result<(), String> {
 
     let webhook_listener = server::bind_all_interfaces(config.port)
         .map_err(|e| format!("cannot listen on --port={}: {e}", config.port))?;
-    let metrics_listener = server::bind_all_interfaces(config.metrics_port)
-        .map_err(|e| format!("cannot listen on --metrics-port={}: {e}", config.metrics_port))?;
+    let metrics_listener = server::bind_all_interfaces(config.metrics_port).map_err(|e| {
+        format!(
+            "cannot listen on --metrics-port={}: {e}",
+            config.metrics_port
+        )
+    })?;
 
     let _cache_tasks = cache::run(
         sa_cache.clone(),

@@ -35,8 +35,7 @@ use crate::metrics::{self, Metrics};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Upstream's debug deny body.
-const DEBUG_DENY_BODY: &str =
-    r#"{"response":{"uid":"","allowed":false,"status":{"metadata":{},"message":"Test deny message"}}}"#;
+const DEBUG_DENY_BODY: &str = r#"{"response":{"uid":"","allowed":false,"status":{"metadata":{},"message":"Test deny message"}}}"#;
 
 /// Everything the handlers need.
 pub struct AppState {
@@ -106,7 +105,9 @@ async fn instrument(State(state): State<Arc<AppState>>, request: Request, next: 
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    state.metrics.observe_request(&method, &path, status, elapsed);
+    state
+        .metrics
+        .observe_request(&method, &path, status, elapsed);
     let body_bytes = axum::body::HttpBody::size_hint(response.body())
         .exact()
         .unwrap_or(0);
@@ -159,7 +160,10 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         }
         Err(error) => {
             tracing::warn!(%error, "cannot read /mutate request body");
-            return text(StatusCode::BAD_REQUEST, format!("cannot read request body: {error}\n"));
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read request body: {error}\n"),
+            );
         }
     };
     let content_type = parts
@@ -263,9 +267,10 @@ pub async fn serve(
     let webhook_addr = listeners.webhook.local_addr()?;
     let metrics_addr = listeners.metrics.local_addr()?;
     let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(listeners.tls);
-    let webhook_server = axum_server::tls_rustls::from_tcp_rustls(listeners.webhook, rustls_config)?
-        .handle(webhook_handle.clone())
-        .serve(webhook_router(state.clone()).into_make_service());
+    let webhook_server =
+        axum_server::tls_rustls::from_tcp_rustls(listeners.webhook, rustls_config)?
+            .handle(webhook_handle.clone())
+            .serve(webhook_router(state.clone()).into_make_service());
     let metrics_server = axum_server::from_tcp(listeners.metrics)?
         .handle(metrics_handle.clone())
         .serve(metrics_router(state).into_make_service());

@@ -1,0 +1,582 @@
+//! The HTTP layer over real TLS: certificates from the `certs` crate, rotation without restart, readiness,
+//! metrics text, the body cap, debug routes and graceful shutdown.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::ObjectMeta;
+use kube::runtime::watcher::Event;
+use prometheus_client::registry::Registry;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use webhook::admission::Admission;
+use webhook::cache::{AnnotationDefaults, LiveIdentities, ServiceAccountCache};
+use webhook::container_credentials::ContainerCredentials;
+use webhook::metrics::Metrics;
+use webhook::mutate::{ContainerCredentialsSettings, MutateConfig};
+use webhook::server::{self, AppState, Listeners};
+
+const ROLE: &str = "arn:aws:iam::111122223333:role/s3-reader";
+const MAX_BODY: usize = 64 * 1024;
+
+struct Running {
+    webhook: SocketAddr,
+    metrics: SocketAddr,
+    ca: certs::CertificateAuthority,
+    dir: tempfile::TempDir,
+    cache: Arc<ServiceAccountCache>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _watch: certs::CertWatcher,
+}
+
+fn write_pair(dir: &Path, pair: &certs::IssuedCertificate) {
+    std::fs::write(dir.join("tls.crt"), &pair.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), &pair.key_pem).unwrap();
+}
+
+fn serving(ca: &certs::CertificateAuthority) -> certs::IssuedCertificate {
+    certs::issue_serving_cert(ca, &["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)]).unwrap()
+}
+
+fn mutate_config() -> MutateConfig {
+    MutateConfig {
+        annotation_prefix: "eks.amazonaws.com".into(),
+        token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount".into(),
+        aws_default_region: String::new(),
+        container_credentials: ContainerCredentialsSettings {
+            audience: "pods.eks.amazonaws.com".into(),
+            mount_path: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount".into(),
+            volume_name: "eks-pod-identity-token".into(),
+            token_path: "eks-pod-identity-token".into(),
+            full_uri: "http://169.254.170.23/v1/credentials".into(),
+        },
+        sidecar: None,
+    }
+}
+
+async fn start() -> Running {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca = certs::generate_ca("test CA").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), &serving(&ca));
+    let resolver =
+        certs::ReloadingCertResolver::load(dir.path().join("tls.crt"), dir.path().join("tls.key"))
+            .unwrap();
+    // Hour-long poll: rotation must come from file events.
+    let watch = certs::watch(resolver.clone(), Duration::from_secs(3600)).unwrap();
+    let tls = certs::server_config(
+        resolver.clone(),
+        &certs::TlsPolicy::default(),
+        &[b"h2", b"http/1.1"],
+    )
+    .unwrap();
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let cache = ServiceAccountCache::new(
+        AnnotationDefaults {
+            annotation_prefix: "eks.amazonaws.com".into(),
+            sidecar_prefix: None,
+            audience: "sts.amazonaws.com".into(),
+            regional_sts: false,
+            token_expiration: 86400,
+            compose_role_arn: None,
+        },
+        Duration::ZERO,
+        false,
+        metrics.cache.clone(),
+    );
+    let credentials = ContainerCredentials::new();
+    let identities = Arc::new(LiveIdentities {
+        cache: cache.clone(),
+        container_credentials: credentials.clone(),
+    });
+    let state = Arc::new(AppState {
+        admission: Admission::new(mutate_config(), identities),
+        metrics,
+        registry,
+        cache: cache.clone(),
+        container_credentials: credentials,
+        tls: Some(resolver),
+        max_request_bytes: MAX_BODY,
+        enable_debugging_handlers: true,
+    });
+    let webhook_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let metrics_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let webhook = webhook_listener.local_addr().unwrap();
+    let metrics_addr = metrics_listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(
+        state,
+        Listeners {
+            webhook: webhook_listener,
+            metrics: metrics_listener,
+            tls: Arc::new(tls),
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Running {
+        webhook,
+        metrics: metrics_addr,
+        ca,
+        dir,
+        cache,
+        stop: Some(stop),
+        task,
+        _watch: watch,
+    }
+}
+
+impl Running {
+    fn client(&self) -> reqwest::Client {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca.cert_pem().as_bytes()).unwrap())
+            .unwrap();
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(certs::provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .tls_info(true)
+            .no_proxy()
+            .build()
+            .unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.webhook.port())
+    }
+
+    fn metrics_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.metrics)
+    }
+
+    async fn stop(mut self) {
+        self.stop.take().unwrap().send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("shut down within the grace period")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn review(uid: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": uid, "namespace": "default", "operation": "CREATE",
+            "object": {"metadata": {"name": "app"},
+                       "spec": {"serviceAccountName": "default", "containers": [{"name": "app", "image": "amazonlinux"}]}}}
+    })
+    .to_string()
+}
+
+fn service_account(annotations: &[(&str, &str)]) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("default".into()),
+            namespace: Some("default".into()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn mutate_over_https_with_generated_ca_http1_and_h2() {
+    let running = start().await;
+    running
+        .cache
+        .apply_service_account_event(&Event::Apply(service_account(&[(
+            "eks.amazonaws.com/role-arn",
+            ROLE,
+        )])));
+    let client = running.client();
+    let health = client.get(running.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.version(), reqwest::Version::HTTP_2, "ALPN h2");
+    assert_eq!(health.text().await.unwrap(), "ok");
+
+    let response = client
+        .post(running.url("/mutate?timeout=10s"))
+        .header("content-type", "application/json")
+        .body(review("u-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["response"]["uid"], "u-1");
+    assert_eq!(body["response"]["allowed"], true);
+    assert_eq!(body["response"]["patchType"], "JSONPatch");
+    assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
+
+    // HTTP/1.1 only client works too.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(running.ca.cert_pem().as_bytes()).unwrap())
+        .unwrap();
+    let http1 = reqwest::Client::builder()
+        .tls_backend_preconfigured(
+            rustls::ClientConfig::builder_with_provider(Arc::new(certs::provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+        .http1_only()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let response = http1
+        .post(running.url("/mutate"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(review("u-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(response.status(), 200);
+
+    // Wrong content type: upstream's 415.
+    let response = client
+        .post(running.url("/mutate"))
+        .header("content-type", "application/xml")
+        .body(review("u-3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        response.text().await.unwrap(),
+        "Invalid Content-Type, expected `application/json`\n"
+    );
+    running.stop().await;
+}
+
+/// A request body without Content-Length (chunked transfer).
+fn streamed_body(
+    chunks: impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + Sync + 'static,
+) -> reqwest::Body {
+    use futures::StreamExt;
+    reqwest::Body::wrap(http_body_util::StreamBody::new(chunks.map(|chunk| {
+        chunk.map(|bytes| http_body::Frame::data(bytes::Bytes::from(bytes)))
+    })))
+}
+
+fn leaf_of(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("peer certificate")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn rotated_certificate_is_served_without_restart() {
+    let running = start().await;
+    let first = running
+        .client()
+        .get(running.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    let first_leaf = leaf_of(&first);
+
+    let rotated = serving(&running.ca);
+    let expected = CertificateDer::from_pem_slice(rotated.cert_pem.as_bytes())
+        .unwrap()
+        .to_vec();
+    assert_ne!(first_leaf, expected);
+    write_pair(running.dir.path(), &rotated);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // A fresh client = a fresh handshake.
+        let response = running
+            .client()
+            .get(running.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        if leaf_of(&response) == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rotated certificate not served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = running
+        .client()
+        .get(running.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("podcred_webhook_tls_certificate_reloads 1"),
+        "{metrics}"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_reflects_the_initial_cache_sync() {
+    let running = start().await;
+    let client = running.client();
+    let before = client.get(running.url("/readyz")).send().await.unwrap();
+    assert_eq!(before.status(), 503);
+    assert!(before.text().await.unwrap().contains("not synced"));
+    // Liveness is independent of the cache.
+    assert_eq!(
+        client
+            .get(running.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    running
+        .cache
+        .apply_service_account_event(&Event::<ServiceAccount>::Init);
+    running
+        .cache
+        .apply_service_account_event(&Event::InitApply(service_account(&[])));
+    assert_eq!(
+        client
+            .get(running.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503,
+        "mid-list is not ready"
+    );
+    running
+        .cache
+        .apply_service_account_event(&Event::<ServiceAccount>::InitDone);
+    let after = client.get(running.url("/readyz")).send().await.unwrap();
+    assert_eq!(after.status(), 200);
+    assert_eq!(after.text().await.unwrap(), "ok");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_text_has_upstream_series_after_traffic() {
+    let running = start().await;
+    running
+        .cache
+        .apply_service_account_event(&Event::Apply(service_account(&[(
+            "eks.amazonaws.com/role-arn",
+            ROLE,
+        )])));
+    let client = running.client();
+    for uid in ["a", "b"] {
+        let response = client
+            .post(running.url("/mutate"))
+            .header("content-type", "application/json")
+            .body(review(uid))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let response = client
+        .get(running.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    for line in [
+        "http_request_count{code=\"200\",path=\"/mutate\",verb=\"POST\"} 2",
+        "http_request_latencies_count{path=\"/mutate\",verb=\"POST\"} 2",
+        "http_request_duration_microseconds_count{path=\"/mutate\",verb=\"POST\"} 2",
+        "pod_identity_webhook_pod_count{method=\"sts_web_identity\"} 2",
+        "pod_identity_webhook_used 1",
+        "pod_identity_webhook_missing_sa_count 0",
+        "podcred_webhook_service_accounts_cached 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    assert!(text.contains("http_request_latencies_bucket{le=\"125000.0\""));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_declared_or_streamed() {
+    let running = start().await;
+    let client = running.client();
+    let big = format!(
+        r#"{{"request":{{"uid":"x","object":{{"metadata":{{"name":"{}"}}}}}}}}"#,
+        "a".repeat(MAX_BODY)
+    );
+    let declared = client
+        .post(running.url("/mutate"))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(declared.status(), 413);
+    let message = declared.text().await.unwrap();
+    assert!(message.contains("--max-request-bytes=65536"), "{message}");
+
+    // No Content-Length (chunked): cut off while streaming.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big
+        .as_bytes()
+        .chunks(4096)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    let streamed = client
+        .post(running.url("/mutate"))
+        .header("content-type", "application/json")
+        .body(streamed_body(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+
+    // Just under the cap is processed normally.
+    let small = review("ok");
+    let fine = client
+        .post(running.url("/mutate"))
+        .header("content-type", "application/json")
+        .body(small)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fine.status(), 200);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn debug_routes_and_unknown_paths() {
+    let running = start().await;
+    running
+        .cache
+        .apply_service_account_event(&Event::Apply(service_account(&[(
+            "eks.amazonaws.com/role-arn",
+            ROLE,
+        )])));
+    let client = running.client();
+    let deny = client
+        .get(running.url("/debug/alpha/deny"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deny.status(), 200);
+    assert_eq!(
+        deny.text().await.unwrap(),
+        r#"{"response":{"uid":"","allowed":false,"status":{"metadata":{},"message":"Test deny message"}}}"#
+    );
+    let error = client
+        .get(running.url("/debug/alpha/500"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error.status(), 500);
+    assert_eq!(error.text().await.unwrap(), "test error\n");
+    let missing = client.get(running.url("/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.text().await.unwrap(), "404 page not found\n");
+
+    let dump: serde_json::Value = client
+        .get(running.metrics_url("/debug/alpha/cache"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dump["default/default"]["RoleARN"], ROLE);
+    let clear = client
+        .get(running.metrics_url("/debug/alpha/cache/clear"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clear.status(), 200);
+    let dump = client
+        .get(running.metrics_url("/debug/alpha/cache"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(dump, "{}");
+    let metrics = client
+        .get(running.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics
+        .contains("http_request_count{code=\"500\",path=\"/debug/alpha/500\",verb=\"GET\"} 1"));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_requests_finish() {
+    let running = start().await;
+    let client = running.client();
+    // A slow upload keeps a request in flight while shutdown starts.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    let request = tokio::spawn(
+        client
+            .post(running.url("/mutate"))
+            .header("content-type", "application/json")
+            .body(streamed_body(rx))
+            .send(),
+    );
+    let body = review("slow");
+    let (head, tail) = body.split_at(10);
+    tx.unbounded_send(Ok(head.as_bytes().to_vec())).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stop = running.stop.as_ref().is_some();
+    assert!(stop);
+    let Running {
+        stop: Some(stop_tx),
+        task,
+        ..
+    } = running
+    else {
+        unreachable!()
+    };
+    stop_tx.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tx.unbounded_send(Ok(tail.as_bytes().to_vec())).unwrap();
+    drop(tx);
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "in-flight request completed");
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
