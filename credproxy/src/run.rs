@@ -306,6 +306,11 @@ async fn run_child(
         .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file)
         .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
         .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+        // SDK chains try web identity before the container provider: the child must not see it,
+        // or it would bypass credproxy (and call STS itself on every start).
+        .env_remove("AWS_ROLE_ARN")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env_remove("AWS_ROLE_SESSION_NAME")
         .spawn()
     {
         Ok(c) => c,

@@ -887,7 +887,7 @@ fn exec_runs_the_command_with_the_endpoint_and_returns_its_status() {
     let mut cmd = isolated_command(workspace_bin("credproxy"));
     base(&mut cmd);
     let out = cmd
-        .args(["exec", "--", "sh", "-c", "echo \"$AWS_CONTAINER_CREDENTIALS_FULL_URI\"; test -s \"$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE\" && exit 7"])
+        .args(["exec", "--", "sh", "-c", "echo \"$AWS_CONTAINER_CREDENTIALS_FULL_URI\"; test -z \"$AWS_ROLE_ARN$AWS_WEB_IDENTITY_TOKEN_FILE\" && test -s \"$AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE\" && exit 7"])
         .output()
         .unwrap();
     assert_eq!(
