@@ -140,7 +140,10 @@ pub fn rfc3339(at: SystemTime) -> String {
     time::OffsetDateTime::from(at)
         .replace_nanosecond(0)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
