@@ -641,6 +641,11 @@ impl<'a> PodView<'a> {
         }
     }
 
+    /// `spec.nodeSelector` selects Windows nodes (upstream's rule).
+    pub fn is_windows(&self) -> bool {
+        self.windows
+    }
+
     pub(crate) fn has_init_containers(&self) -> bool {
         self.spec
             .and_then(|s| s.get("initContainers"))

@@ -127,6 +127,11 @@ fn config_map_wildcard() {
 }
 
 #[test]
+fn sidecar() {
+    run_case("sidecar");
+}
+
+#[test]
 fn every_fixture_directory_is_listed() {
     assert_eq!(
         case_dirs("inject"),
@@ -135,7 +140,8 @@ fn every_fixture_directory_is_listed() {
             "config-map-wildcard",
             "container-credentials",
             "default-namespace-and-list",
-            "seed-gateway"
+            "seed-gateway",
+            "sidecar"
         ]
     );
 }

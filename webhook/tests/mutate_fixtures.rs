@@ -51,7 +51,7 @@ fn run_case(name: &str) {
     // Upstream's patch shape (§4.5): containers op always present; initContainers op iff init containers.
     let paths: Vec<&str> = mutation.patch.iter().map(|op| op.path.as_str()).collect();
     assert!(paths.contains(&"/spec/containers"), "{name}: {paths:?}");
-    let has_init = pod["spec"]["initContainers"]
+    let has_init = mutated["spec"]["initContainers"]
         .as_array()
         .is_some_and(|a| !a.is_empty());
     assert_eq!(
@@ -59,6 +59,10 @@ fn run_case(name: &str) {
         has_init,
         "{name}: {paths:?}"
     );
+    let expects_sidecar = ["sidecar-native", "sidecar-container-mode", "sidecar-skip"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix));
+    assert_eq!(mutation.sidecar, expects_sidecar, "{name}: sidecar flag");
     if let Identity::ContainerCredentials(_) = identity {
         assert!(
             paths[0].starts_with("/metadata/labels"),
@@ -102,6 +106,13 @@ fixture_tests! {
     cc_existing_labels => "cc-existing-labels",
     cc_label_overwritten => "cc-label-overwritten",
     improvement_unknown_fields_kept => "improvement-unknown-fields-kept",
+    sidecar_native_pod_annotation => "sidecar-native-pod-annotation",
+    sidecar_container_mode_sa_annotation => "sidecar-container-mode-sa-annotation",
+    sidecar_skip_containers_and_existing_endpoint => "sidecar-skip-containers-and-existing-endpoint",
+    sidecar_pod_opt_out => "sidecar-pod-opt-out",
+    sidecar_disabled_without_image => "sidecar-disabled-without-image",
+    sidecar_windows_keeps_irsa => "sidecar-windows-keeps-irsa",
+    sidecar_container_credentials_win => "sidecar-container-credentials-win",
 }
 
 #[test]

@@ -230,10 +230,34 @@ pub fn normalise(value: &Value) -> Value {
 pub fn assert_same_pod(case: &str, actual: &Value, expected: &Value) {
     let (a, e) = (normalise(actual), normalise(expected));
     if a != e {
+        let mut differences = Vec::new();
+        diff(&e, &a, String::new(), &mut differences);
         panic!(
-            "{case}: pods differ\n--- expected\n{}\n--- actual\n{}",
+            "{case}: pods differ at {differences:#?}\n--- expected\n{}\n--- actual\n{}",
             serde_yaml::to_string(&e).unwrap(),
             serde_yaml::to_string(&a).unwrap()
         );
+    }
+}
+
+/// JSON pointers where `expected` and `actual` differ, with both values.
+fn diff(expected: &Value, actual: &Value, path: String, out: &mut Vec<String>) {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for key in e.keys().chain(a.keys().filter(|k| !e.contains_key(*k))) {
+                let p = format!("{path}/{key}");
+                match (e.get(key), a.get(key)) {
+                    (Some(ev), Some(av)) => diff(ev, av, p, out),
+                    (ev, av) => out.push(format!("{p}: expected {ev:?}, actual {av:?}")),
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            for (i, (ev, av)) in e.iter().zip(a).enumerate() {
+                diff(ev, av, format!("{path}/{i}"), out);
+            }
+        }
+        (e, a) if e != a => out.push(format!("{path}: expected {e}, actual {a}")),
+        _ => {}
     }
 }
