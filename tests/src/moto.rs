@@ -9,6 +9,8 @@
 //!   [`Moto::with_auth_off`] (reset-auth `inf` … `0`) around set-up calls such as
 //!   [`Moto::create_role`]; every later request must be correctly signed by an allowed principal.
 //! - Admin calls go through boto3 in the peer venv ([`Moto::boto3`]) with static test keys.
+//! - Lambda helpers: [`Moto::create_function`], [`Moto::use_lambda_simple`],
+//!   [`Moto::queue_lambda_results`] (test-peers.md §1c explains the two Lambda modes).
 //! - [`unsigned_jwt`] builds a JWT-shaped web identity token (header.claims.signature) for the
 //!   wrapper's optional web-identity checks (`verify_web_identity`).
 
@@ -278,6 +280,61 @@ impl Moto {
         }
         self.with_auth_off(|| self.boto3(&code));
         format!("arn:aws:iam::{ACCOUNT}:role/{name}")
+    }
+
+    /// Switches Lambda to moto's "lambda-simple" mode (no Docker: Invoke returns queued results or
+    /// echoes the payload). It is a separate backend: create functions **after** switching.
+    pub fn use_lambda_simple(&self) {
+        let (status, body) = http_request(
+            self.addr(),
+            "POST",
+            "/moto-api/config",
+            "application/json",
+            br#"{"lambda":{"use_docker":false}}"#,
+        );
+        assert!(
+            status == 200 || status == 201,
+            "moto-api/config: {status} {body}"
+        );
+    }
+
+    /// Queues Invoke results for lambda-simple mode (FIFO, one per invoke).
+    pub fn queue_lambda_results(&self, results: &[&str]) {
+        let body = serde_json::json!({"results": results, "region": REGION}).to_string();
+        let (status, text) = http_request(
+            self.addr(),
+            "POST",
+            "/moto-api/static/lambda-simple/response",
+            "application/json",
+            body.as_bytes(),
+        );
+        assert!(
+            status == 200 || status == 201,
+            "queue results: {status} {text}"
+        );
+    }
+
+    /// Creates a Node.js 20 Lambda function `name` (handler `index.handler`, the seed's echo code)
+    /// with a throw-away execution role; auth is switched off around the calls. Returns its ARN.
+    pub fn create_function(&self, name: &str) -> String {
+        let code = format!(
+            r#"import io, zipfile
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w") as z:
+    z.writestr("index.mjs", "export const handler = async (event) => ({{statusCode: 200, body: JSON.stringify(event)}});")
+iam = boto3.client("iam", endpoint_url=endpoint)
+try:
+    role = iam.get_role(RoleName="podcred-lambda-exec")["Role"]["Arn"]
+except iam.exceptions.NoSuchEntityException:
+    role = iam.create_role(RoleName="podcred-lambda-exec", AssumeRolePolicyDocument="{{}}")["Role"]["Arn"]
+fn = boto3.client("lambda", endpoint_url=endpoint).create_function(
+    FunctionName={name:?}, Runtime="nodejs20.x", Role=role, Handler="index.handler",
+    Code={{"ZipFile": buf.getvalue()}})
+print(fn["FunctionArn"])
+"#
+        );
+        let out = self.with_auth_off(|| self.boto3(&code));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Stops the server (SIGTERM, then kill) — e.g. to simulate STS being down.

@@ -902,3 +902,45 @@ fn exec_runs_the_command_with_the_endpoint_and_returns_its_status() {
         "{url}"
     );
 }
+
+#[test]
+#[ignore = "needs peers: run make test"]
+fn wrapper_enforces_lambda_invoke_permissions_for_credproxy_credentials() {
+    // The wrapper's Lambda patches, exercised with credentials served by credproxy: allowed and
+    // denied roles, lambda:InvokeFunction as the IAM action, restJson1 auth errors.
+    let moto = Moto::start_wrapped(true);
+    moto.use_lambda_simple();
+    let function = moto.create_function("echo");
+    assert!(function.ends_with(":function:echo"), "{function}");
+    let allow = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"}]});
+    let deny = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "lambda:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "lambda:InvokeFunction", "Resource": "*"}]});
+    let invoker = moto.create_role("invoker", Some(&allow));
+    let denied = moto.create_role("denied", Some(&deny));
+    moto.queue_lambda_results(&[r#"{"statusCode":200,"body":"queued"}"#]);
+
+    let script = "import boto3, sys, json\nlam = boto3.client('lambda', endpoint_url=sys.argv[1], region_name='us-east-1')\ntry:\n    r = lam.invoke(FunctionName='echo', Payload=b'{\"k\":\"v\"}')\n    print(json.dumps({'status': r['StatusCode'], 'body': r['Payload'].read().decode()}))\nexcept lam.exceptions.ClientError as e:\n    print(json.dumps({'error': e.response['Error']['Code']}))\n";
+    for (role, expect) in [(&invoker, "queued"), (&denied, "AccessDeniedException")] {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = Proxy::start(&moto, dir.path(), role, &[]);
+        proxy.wait_credentials("credentials", Duration::from_secs(10), |r| r.status == 200);
+        let out = isolated_command(python())
+            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", proxy.url())
+            .env(
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                &proxy.auth_token_file,
+            )
+            .args(["-c", script, &moto.endpoint()])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(expect), "{role}: {stdout}");
+    }
+}
