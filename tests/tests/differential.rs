@@ -875,9 +875,27 @@ async fn upstream_and_podcred_produce_the_same_pods() {
         text,
         "## Differences that are documented improvements (podcred keeps the input's value)\n"
     );
+    let mut by_pattern: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, path, _, _) in &report.improvements {
+        let pattern: Vec<&str> = path
+            .split('/')
+            .map(|segment| {
+                if !segment.is_empty() && segment.chars().all(|c| c.is_ascii_digit()) {
+                    "*"
+                } else {
+                    segment
+                }
+            })
+            .collect();
+        *by_pattern.entry(pattern.join("/")).or_default() += 1;
+    }
+    let _ = writeln!(text, "| path | occurrences |\n| --- | --- |");
+    for (pattern, count) in &by_pattern {
+        let _ = writeln!(text, "| `{pattern}` | {count} |");
+    }
     let _ = writeln!(
         text,
-        "| case | path | upstream | podcred |\n| --- | --- | --- | --- |"
+        "\n| case | path | upstream | podcred |\n| --- | --- | --- | --- |"
     );
     for (case, path, u, o) in &report.improvements {
         let _ = writeln!(text, "| {case} | `{path}` | `{u}` | `{o}` |");
