@@ -41,7 +41,7 @@ pub fn run(
     let service_accounts: Api<PartialObjectMeta<ServiceAccount>> = Api::all(client.clone());
     let sa_cache = cache.clone();
     tasks.push(tokio::spawn(async move {
-        let mut events = watcher(service_accounts, watcher::Config::default().any_semantic())
+        let mut events = watcher(service_accounts, watcher::Config::default())
             .default_backoff()
             .boxed();
         while let Some(event) = events.next().await {
