@@ -948,6 +948,181 @@ async fn rendered_chart_manifests_and_examples_are_accepted_by_the_api_server() 
     assert_eq!(dry_run_apply(&client, &example).await, Vec::<String>::new());
 }
 
+/// Rewrites a container's paths and listeners for a local run: files go under `dir`, listeners get free
+/// loopback ports. Returns (args, env, credentials port, auth token file).
+fn localise_credproxy(
+    container: &Value,
+    dir: &std::path::Path,
+    token_file: &std::path::Path,
+) -> (Vec<String>, Vec<(String, String)>, u16, std::path::PathBuf) {
+    let port = integration::free_port();
+    let auth_token_file = dir.join("auth-token");
+    let mut args: Vec<String> = container["args"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(|arg| {
+                    let (flag, _) = arg.split_once('=').unwrap_or((arg, ""));
+                    match flag {
+                        "--listen" => format!("--listen=127.0.0.1:{port}"),
+                        "--metrics-listen" => {
+                            format!("--metrics-listen=127.0.0.1:{}", integration::free_port())
+                        }
+                        "--auth-token-file" => {
+                            format!("--auth-token-file={}", auth_token_file.display())
+                        }
+                        _ => arg.to_owned(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !args.iter().any(|a| a.starts_with("--listen=")) {
+        // IRSA mode (no sidecar): run credproxy as the standalone endpoint with the same variables.
+        args.push(format!("--listen=127.0.0.1:{port}"));
+        args.push(format!(
+            "--metrics-listen=127.0.0.1:{}",
+            integration::free_port()
+        ));
+        args.push(format!("--auth-token-file={}", auth_token_file.display()));
+    }
+    let env = env(container)
+        .into_iter()
+        .map(|(name, value)| {
+            if name == "AWS_WEB_IDENTITY_TOKEN_FILE" {
+                (name, token_file.display().to_string())
+            } else {
+                (name, value)
+            }
+        })
+        .collect();
+    (args, env, port, auth_token_file)
+}
+
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn a_token_request_token_gets_sts_credentials_through_credproxy() {
+    use integration::moto::Moto;
+    let moto = Moto::start_wrapped(true);
+    let role = moto.create_role("e2e-gateway", None);
+    let ours = webhook_under_test() == WebhookImpl::Podcred;
+    let mut args = vec!["--aws-default-region=us-east-1".to_owned()];
+    if ours {
+        args.push("--sidecar-image=ghcr.io/podcred/credproxy:e2e".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cluster = Cluster::start(&args).await;
+    let client = &cluster.client;
+    create_namespace(client, "chain").await;
+    create_service_account(
+        client,
+        "chain",
+        "gateway",
+        &[
+            ("eks.amazonaws.com/role-arn", &role),
+            ("eks.amazonaws.com/sts-regional-endpoints", "true"),
+        ],
+    )
+    .await;
+    let mut pod = pod_json("gateway", "gateway", json!({}));
+    pod["metadata"]["annotations"] = json!({"podcred.dev/inject": "true"});
+    let stored = create_pod(client, "chain", &pod, false).await;
+
+    // The container that holds the web identity: the credproxy sidecar (ours) or the app (IRSA).
+    let holder = if ours {
+        container(&stored, "credproxy")
+    } else {
+        container(&stored, "app")
+    };
+    assert_eq!(
+        env_value(holder, "AWS_ROLE_ARN").as_deref(),
+        Some(role.as_str())
+    );
+    let projection = &volume(&stored, "aws-iam-token").expect("token volume")["projected"]
+        ["sources"][0]["serviceAccountToken"];
+
+    // What the kubelet does for the projected volume: a pod-bound TokenRequest.
+    let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), "chain");
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![projection["audience"]
+                .as_str()
+                .expect("audience")
+                .to_owned()],
+            expiration_seconds: projection["expirationSeconds"].as_i64(),
+            bound_object_ref: Some(k8s_openapi::api::authentication::v1::BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: stored["metadata"]["name"].as_str().map(str::to_owned),
+                uid: stored["metadata"]["uid"].as_str().map(str::to_owned),
+            }),
+        },
+        ..Default::default()
+    };
+    let token = sa
+        .create_token_request("gateway", &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest")
+        .status
+        .expect("token")
+        .token;
+    assert_eq!(jwt_claims(&token)["aud"], json!(["sts.amazonaws.com"]));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &token).expect("write token");
+
+    let (args, env, port, auth_token_file) = localise_credproxy(holder, dir.path(), &token_file);
+    let mut command = integration::isolated_command(integration::workspace_bin("credproxy"));
+    command
+        .args(&args)
+        .envs(env)
+        .env("AWS_ENDPOINT_URL_STS", moto.endpoint())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("credproxy.log")).expect("log"));
+    let mut credproxy = integration::ChildGuard::spawn("credproxy", &mut command);
+
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let credentials: Value = loop {
+        credproxy.assert_running();
+        if let Ok(auth) = std::fs::read_to_string(&auth_token_file) {
+            let response = http
+                .get(format!("http://127.0.0.1:{port}/v1/credentials"))
+                .header("Authorization", auth)
+                .send()
+                .await;
+            if let Ok(response) = response {
+                if response.status() == 200 {
+                    break response.json().await.expect("credentials JSON");
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no credentials within 30 s; credproxy log:\n{}\nmoto log:\n{}",
+            std::fs::read_to_string(dir.path().join("credproxy.log")).unwrap_or_default(),
+            moto.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let access_key = credentials["AccessKeyId"].as_str().expect("AccessKeyId");
+    assert!(access_key.starts_with("ASIA"), "{access_key}");
+
+    // The credentials are the role's: STS (signature-checking moto) says who they belong to.
+    let identity = moto.boto3(&format!(
+        "c = boto3.client('sts', endpoint_url=endpoint, aws_access_key_id={access_key:?}, \
+         aws_secret_access_key={:?}, aws_session_token={:?})\nprint(c.get_caller_identity()['Arn'])",
+        credentials["SecretAccessKey"].as_str().expect("secret"),
+        credentials["Token"].as_str().expect("session token"),
+    ));
+    let arn = String::from_utf8_lossy(&identity.stdout);
+    assert!(
+        arn.contains("assumed-role/e2e-gateway/"),
+        "caller identity {arn}"
+    );
+}
+
 fn jwt_claims(token: &str) -> Value {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).expect("JWT has a payload");
