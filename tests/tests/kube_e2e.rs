@@ -911,6 +911,34 @@ async fn rendered_chart_manifests_and_examples_are_accepted_by_the_api_server() 
         assert!(full.contains(expected), "rendered chart lacks {expected}");
     }
 
+    // The Deployment's arguments start our webhook (paths, ports and namespace localised).
+    if webhook_under_test() == WebhookImpl::Podcred {
+        let identities = plane.dir().join("identities.json");
+        std::fs::write(&identities, r#"{"identities":[]}"#).expect("identities file");
+        let args = chart_webhook_args(&full, &identities);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let webhook =
+            WebhookProcess::start(&plane, WebhookImpl::Podcred, "chart-args", &args).await;
+        let http = webhook.https_client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http
+                .get(format!("https://127.0.0.1:{}/readyz", webhook.port))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhook with the chart's arguments {args:?} not ready; log:\n{}",
+                webhook.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     // The committed plain manifests are the chart's default rendering, and all but cert-manager's objects
     // (CRDs this API server does not have) are accepted.
     let committed = std::fs::read_to_string(
@@ -1121,6 +1149,46 @@ async fn a_token_request_token_gets_sts_credentials_through_credproxy() {
         arn.contains("assumed-role/e2e-gateway/"),
         "caller identity {arn}"
     );
+}
+
+/// The webhook container's arguments from a rendered chart, minus what [`WebhookProcess`] sets itself, with
+/// the container-credentials file pointed at `identities`.
+fn chart_webhook_args(rendered: &str, identities: &std::path::Path) -> Vec<String> {
+    let deployment = serde_yaml::Deserializer::from_str(rendered)
+        .map(|doc| -> Value { serde::Deserialize::deserialize(doc).expect("YAML") })
+        .find(|doc| doc["kind"] == "Deployment")
+        .expect("a Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"], json!(["/webhook"]));
+    container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|arg| {
+            let flag = arg.split('=').next().unwrap_or(arg);
+            ![
+                "--port",
+                "--metrics-port",
+                "--tls-cert",
+                "--tls-key",
+                "--namespace",
+                "--in-cluster",
+                "--logtostderr",
+            ]
+            .contains(&flag)
+        })
+        .map(|arg| {
+            if arg.starts_with("--watch-container-credentials-config=") {
+                format!(
+                    "--watch-container-credentials-config={}",
+                    identities.display()
+                )
+            } else {
+                arg.to_owned()
+            }
+        })
+        .collect()
 }
 
 fn jwt_claims(token: &str) -> Value {
