@@ -27,7 +27,8 @@ if [[ -x "$bin/kube-apiserver" && -x "$bin/etcd" && -x "$bin/helm" && -f "$stamp
   exit 0
 fi
 
-export GOFLAGS="${GOFLAGS:-} -trimpath"
+# No VCS stamping (the module sits inside this repository; CI clones may not allow git queries).
+export GOFLAGS="${GOFLAGS:-} -trimpath -buildvcs=false"
 export CGO_ENABLED=0
 start=$(date +%s)
 

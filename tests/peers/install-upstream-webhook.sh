@@ -29,7 +29,7 @@ start=$(date +%s)
 grep -Eq "^\s*$module $version( |$)" "$here/upstream-webhook/go.mod" \
   || { echo "install-upstream-webhook.sh: $here/upstream-webhook/go.mod does not pin $module $version" >&2; exit 1; }
 (cd "$here/upstream-webhook" && GOTOOLCHAIN=local CGO_ENABLED=0 nice -n 10 \
-  go build -trimpath -ldflags "-s -w" -o "$target.tmp" "$module")
+  go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$target.tmp" "$module")
 mv "$target.tmp" "$target"
 "$target" --version
 echo "$version" >"$stamp"
