@@ -354,6 +354,19 @@ impl ServiceAccountCache {
         entry.notify.clone()
     }
 
+    /// Drop the key's notifier when its last waiter gives up and no fetch is pending (upstream kept them
+    /// forever: one entry per SA name ever missed).
+    fn forget_waiter(&self, namespace: &str, name: &str, notify: &Arc<Notify>) {
+        let key = key(namespace, name);
+        let mut pending = lock(&self.pending);
+        if let Some(entry) = pending.get(&key) {
+            let only_us = Arc::ptr_eq(&entry.notify, notify) && Arc::strong_count(notify) == 2;
+            if only_us && !entry.fetch_in_flight {
+                pending.remove(&key);
+            }
+        }
+    }
+
     fn fetch_finished(&self, namespace: &str, name: &str) {
         if let Some(pending) = lock(&self.pending).get_mut(&key(namespace, name)) {
             // The next waiter re-issues the fetch (upstream kept a dead notifier here).
@@ -387,7 +400,9 @@ impl ServiceAccountCache {
         tracing::warn!(
             "Service account {namespace}/{name} not found in the cache. Waiting up to {grace:?} to be notified"
         );
-        match tokio::time::timeout(grace, notified).await {
+        let outcome = tokio::time::timeout(grace, notified).await;
+        self.forget_waiter(namespace, name, &notify);
+        match outcome {
             Ok(()) => match self.lookup(namespace, name) {
                 (Some(identity), _) => StsLookup::Found(identity),
                 (None, _) => {
