@@ -16,10 +16,21 @@ const SEED_RESPONSE: &str = r#"{"statusCode":200,"body":"Response from AWS Lambd
 
 fn seed_curl(port: u16) -> String {
     let out = Command::new("curl")
-        .args(["-s", &format!("localhost:{port}/echo"), "-d", r#"{"key1":"value1", "key2":"value2"}"#, "-X", "POST"])
+        .args([
+            "-s",
+            &format!("localhost:{port}/echo"),
+            "-d",
+            r#"{"key1":"value1", "key2":"value2"}"#,
+            "-X",
+            "POST",
+        ])
         .output()
         .expect("curl is installed");
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
@@ -29,7 +40,12 @@ fn the_seeds_curl_gets_the_seeds_documented_response() {
     let moto = Moto::start_plain();
     let sls = ServerlessOffline::start();
     let dir = tempfile::tempdir().unwrap();
-    let sidecar = Sidecar::start(dir.path(), &moto.endpoint(), "arn:aws:iam::123456789012:role/lambda-role", &[]);
+    let sidecar = Sidecar::start(
+        dir.path(),
+        &moto.endpoint(),
+        "arn:aws:iam::123456789012:role/lambda-role",
+        &[],
+    );
     let routes = workspace_root().join("deploy/demo/seed-routes.yaml");
     let mut env = sidecar.app_env();
     env.push(("AWS_REGION", "us-east-1".into()));
@@ -37,12 +53,27 @@ fn the_seeds_curl_gets_the_seeds_documented_response() {
     let gateway = Gateway::start(&routes, &env, &[]);
     gateway.wait_ready(Duration::from_secs(15));
 
-    assert_eq!(seed_curl(gateway.addr.port()), SEED_RESPONSE, "gateway log:\n{}", gateway.log());
+    assert_eq!(
+        seed_curl(gateway.addr.port()),
+        SEED_RESPONSE,
+        "gateway log:\n{}",
+        gateway.log()
+    );
 
     // The credentials really came from moto's STS through credproxy (temporary ASIA keys), not from anywhere else.
     let (_, ready) = integration::gateway::http_get(gateway.admin, "/readyz");
-    assert!(ready.contains(&format!("container credentials endpoint http://127.0.0.1:{}/v1/credentials", sidecar.port)), "{ready}");
-    assert!(gateway.log().contains("access_key_id=\"ASIA"), "{}", gateway.log());
+    assert!(
+        ready.contains(&format!(
+            "container credentials endpoint http://127.0.0.1:{}/v1/credentials",
+            sidecar.port
+        )),
+        "{ready}"
+    );
+    assert!(
+        gateway.log().contains("access_key_id=\"ASIA"),
+        "{}",
+        gateway.log()
+    );
 }
 
 #[test]
@@ -57,11 +88,21 @@ fn make_demo_prints_the_seeds_response_and_stops_everything_it_started() {
         .env("CREDPROXY_PORT", ports[2].to_string());
     let out = cmd.output().expect("run demo.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.lines().any(|l| l == SEED_RESPONSE), "{stdout}");
-    assert!(stdout.contains("stopped everything the demo started"), "{stdout}");
+    assert!(
+        stdout.contains("stopped everything the demo started"),
+        "{stdout}"
+    );
     for port in [ports[0], ports[1], ports[2], ports[2] + 1] {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(), "port {port} still open after the demo");
+        assert!(
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(),
+            "port {port} still open after the demo"
+        );
     }
 }

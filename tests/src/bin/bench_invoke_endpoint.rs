@@ -28,7 +28,9 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             .header("x-amz-executed-version", "$LATEST")
             .body(Full::new(Bytes::from_static(OUTPUT.as_bytes())))
     } else {
-        Response::builder().status(StatusCode::NOT_FOUND).body(Full::new(Bytes::new()))
+        Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::new()))
     };
     Ok(response.expect("static response"))
 }
@@ -39,20 +41,36 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--listen" => listen = args.next().and_then(|a| a.parse().ok()).expect("--listen ADDR"),
-            "--threads" => threads = args.next().and_then(|a| a.parse().ok()).expect("--threads N"),
+            "--listen" => {
+                listen = args
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .expect("--listen ADDR")
+            }
+            "--threads" => {
+                threads = args
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .expect("--threads N")
+            }
             other => {
                 eprintln!("unknown argument {other}; usage: bench_invoke_endpoint --listen ADDR [--threads N]");
                 std::process::exit(64);
             }
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         eprintln!("bench_invoke_endpoint listening on {listen}");
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
