@@ -164,23 +164,26 @@ pub struct StsExchanger {
 }
 
 impl StsExchanger {
+    /// Builds the STS client directly from its own config (no `aws-config` loader: nothing is read
+    /// from profiles or IMDS, and far less code is paged in, which keeps the idle footprint small).
     pub async fn new(endpoint: &StsEndpoint, request: AssumeRequest) -> Self {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        use aws_sdk_sts::config::retry::RetryConfig;
+        use aws_sdk_sts::config::timeout::TimeoutConfig;
+        let timeouts = TimeoutConfig::builder()
             .connect_timeout(endpoint.connect_timeout)
             .operation_attempt_timeout(endpoint.attempt_timeout)
             .operation_timeout(endpoint.attempt_timeout + Duration::from_secs(1))
             .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        let mut config = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
             .region(Region::new(endpoint.region.clone()))
-            .no_credentials()
-            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .retry_config(RetryConfig::disabled())
             .timeout_config(timeouts);
         if let Some(url) = &endpoint.url {
-            loader = loader.endpoint_url(url);
+            config = config.endpoint_url(url);
         }
-        let shared = loader.load().await;
         Self {
-            client: aws_sdk_sts::Client::new(&shared),
+            client: aws_sdk_sts::Client::from_conf(config.build()),
             request,
         }
     }
