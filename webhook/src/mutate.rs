@@ -522,7 +522,10 @@ fn check_string_map(map: Option<&Map<String, Value>>, field: &str) -> Result<(),
 fn check_named_list(list: Option<&Vec<Value>>, field: &str, go_type: &str) -> Result<(), PodError> {
     for item in list.into_iter().flatten() {
         match item {
-            Value::Object(o) => check_string(o.get("name"), &format!("{field}.name"))?,
+            Value::Object(o) => match o.get("name") {
+                None | Some(Value::Null) | Some(Value::String(_)) => {}
+                Some(other) => return Err(type_error(other, &format!("{field}.name"), "string")),
+            },
             Value::Null => {}
             other => return Err(type_error(other, field, go_type)),
         }
@@ -577,16 +580,13 @@ impl<'a> PodView<'a> {
                 let field = format!("spec.{key}");
                 let list = opt_array(s, key, &field, go)?;
                 check_named_list(list, &field, "v1.Container")?;
+                let env_field = format!("{field}.env");
+                let mounts_field = format!("{field}.volumeMounts");
                 for c in list.into_iter().flatten().filter_map(Value::as_object) {
-                    let env = opt_array(c, "env", &format!("{field}.env"), "[]v1.EnvVar")?;
-                    check_named_list(env, &format!("{field}.env"), "v1.EnvVar")?;
-                    let mounts = opt_array(
-                        c,
-                        "volumeMounts",
-                        &format!("{field}.volumeMounts"),
-                        "[]v1.VolumeMount",
-                    )?;
-                    check_named_list(mounts, &format!("{field}.volumeMounts"), "v1.VolumeMount")?;
+                    let env = opt_array(c, "env", &env_field, "[]v1.EnvVar")?;
+                    check_named_list(env, &env_field, "v1.EnvVar")?;
+                    let mounts = opt_array(c, "volumeMounts", &mounts_field, "[]v1.VolumeMount")?;
+                    check_named_list(mounts, &mounts_field, "v1.VolumeMount")?;
                 }
             }
         }
