@@ -165,7 +165,7 @@ impl Admission {
             }
         };
         let jitter = &self.jitter;
-        match mutate::mutate(pod, &identity, &self.config, &mut |lo, hi| jitter(lo, hi)) {
+        match mutate::mutate_view(&view, &identity, &self.config, &mut |lo, hi| jitter(lo, hi)) {
             Ok(mutation) => {
                 if mutation.changed {
                     tracing::debug!(

@@ -163,7 +163,16 @@ pub fn mutate(
     config: &MutateConfig,
     jitter: Jitter<'_>,
 ) -> Result<Mutation, PodError> {
-    let view = PodView::new(pod)?;
+    mutate_view(&PodView::new(pod)?, identity, config, jitter)
+}
+
+/// [`mutate`] for a pod already validated by [`PodView::new`].
+pub fn mutate_view(
+    view: &PodView<'_>,
+    identity: &Identity,
+    config: &MutateConfig,
+    jitter: Jitter<'_>,
+) -> Result<Mutation, PodError> {
     match identity {
         Identity::ContainerCredentials(common) => {
             let cc = &config.container_credentials;
@@ -171,6 +180,8 @@ pub fn mutate(
                 .token_expiration_override(&config.annotation_prefix)
                 .unwrap_or(common.token_expiration);
             if expiration == DEFAULT_TOKEN_EXPIRATION {
+                // Upstream logs this at V(0), once per such pod.
+                tracing::info!("Adding jitter to default token expiration");
                 expiration = jitter(JITTER_MIN_TOKEN_EXPIRATION, DEFAULT_TOKEN_EXPIRATION)
                     .clamp(JITTER_MIN_TOKEN_EXPIRATION, DEFAULT_TOKEN_EXPIRATION);
             }
@@ -190,15 +201,15 @@ pub fn mutate(
                 use_regional_sts: common.use_regional_sts,
                 region: &config.aws_default_region,
             };
-            Ok(plan.apply(&view, &config.annotation_prefix))
+            Ok(plan.apply(view, &config.annotation_prefix))
         }
         Identity::Sts(sts) => {
             let expiration = view
                 .token_expiration_override(&config.annotation_prefix)
                 .unwrap_or(sts.token_expiration);
             if let Some(sidecar_config) = &config.sidecar {
-                if sidecar::requested(&view, sts, sidecar_config)? {
-                    return sidecar::mutate(&view, sts, expiration, config, sidecar_config);
+                if sidecar::requested(view, sts, sidecar_config)? {
+                    return sidecar::mutate(view, sts, expiration, config, sidecar_config);
                 }
             }
             let token_file = clean_join(&config.token_mount_path, IRSA_TOKEN_PATH);
@@ -219,7 +230,7 @@ pub fn mutate(
                 use_regional_sts: sts.use_regional_sts,
                 region: &config.aws_default_region,
             };
-            Ok(plan.apply(&view, &config.annotation_prefix))
+            Ok(plan.apply(view, &config.annotation_prefix))
         }
     }
 }
