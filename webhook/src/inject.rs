@@ -9,8 +9,8 @@
 //!   ConfigMap in `--namespace` found in the input is used too; `--watch-container-credentials-config` is
 //!   read once. Same precedence as the server (CC > IRSA > nothing; SA with role > ConfigMap `ns/name` >
 //!   ConfigMap `*/name`). No cluster access, no IMDS.
-//! - Every Pod and pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, and the items
-//!   of a `List`) gets exactly the server's mutation ([`crate::mutate::mutate`]); any other kind passes
+//! - Every Pod and pod template (Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job,
+//!   CronJob, PodTemplate, and the items of a `List`) gets exactly the server's mutation ([`crate::mutate::mutate`]); any other kind passes
 //!   through. A pod without `serviceAccountName` uses `default`, as the API server's admission would.
 //! - Errors name the source, the document (1-based index, kind and name) and the field.
 
@@ -212,6 +212,7 @@ fn template_pointer(kind: &str) -> Option<&'static str> {
         | "Job"
         | "ReplicationController" => Some("/spec/template"),
         "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        "PodTemplate" => Some("/template"),
         _ => None,
     }
 }

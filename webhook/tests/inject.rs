@@ -250,6 +250,24 @@ fn missing_inputs_are_named() {
 }
 
 #[test]
+fn pod_template_and_replication_controller() {
+    let input = format!(
+        "{SA}---\napiVersion: v1\nkind: PodTemplate\nmetadata:\n  name: t\ntemplate:\n  spec:\n    containers:\n    - name: c\n      image: i\n---\napiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: rc\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: i\n"
+    );
+    let (out, _, report) = run(&inject_config(&["-f".into(), "-".into()]), &input).unwrap();
+    assert_eq!(report.pods_mutated, 2);
+    let docs = documents(&out);
+    for (doc, pointer) in [
+        (&docs[1], "/template/spec"),
+        (&docs[2], "/spec/template/spec"),
+    ] {
+        let spec = doc.pointer(pointer).unwrap();
+        assert_eq!(spec["volumes"][0]["name"], "aws-iam-token");
+        assert_eq!(spec["containers"][0]["env"][0]["name"], "AWS_ROLE_ARN");
+    }
+}
+
+#[test]
 fn unmutated_pods_are_reported_not_failed() {
     let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: lonely\n  namespace: x\nspec:\n  serviceAccountName: ghost\n  containers:\n  - name: c\n    image: i\n";
     let (out, err, report) = run(&inject_config(&["-f".into(), "-".into()]), pod).unwrap();
