@@ -4,7 +4,7 @@
 #   bash tests/bench/webhook.sh                      # podcred (release build)
 #   WEBHOOK=upstream bash tests/bench/webhook.sh     # the upstream Go binary, same method
 #   WEBHOOK=both bash tests/bench/webhook.sh         # both, one after the other, same run
-#   DURATION=10s RATE=1000 CONNECTIONS=32 SERVICE_ACCOUNTS=50000 bash tests/bench/webhook.sh
+#   DURATION=10s RATE=1000 CONNECTIONS=32 SERVICE_ACCOUNTS=50000 ROUNDS=3 bash tests/bench/webhook.sh
 #
 # What it does (all on 127.0.0.1, bounded in time and count):
 #   1. builds podcred's webhook in release mode (and/or uses the pinned upstream binary from
@@ -13,10 +13,11 @@
 #      annotated with a role) and the webhook against it with the same upstream flags for both binaries;
 #   3. checks that the realistic AdmissionReview (tests/bench/webhook-admission-review.json: a 3-container
 #      Deployment pod as the API server sends it) is mutated;
-#   4. oha over HTTPS (HTTP/1.1 keep-alive, CONNECTIONS connections): saturation for DURATION (throughput),
-#      then a fixed RATE for DURATION with latency correction (p50/p99);
-#   5. RSS idle (1 ServiceAccount), then restarts with SERVICE_ACCOUNTS ServiceAccounts (10 % annotated),
-#      waits for the cache to fill and RSS to settle, records RSS.
+#   4. oha over HTTPS (HTTP/1.1 keep-alive, CONNECTIONS connections), ROUNDS rounds, targets alternating
+#      within each round (so load drift on a shared machine hits both): saturation for DURATION
+#      (throughput), then a fixed RATE for DURATION with latency correction (p50/p99); medians reported;
+#   5. RSS idle (1 ServiceAccount) and peak under load; then, one target at a time, a fresh API with
+#      SERVICE_ACCOUNTS ServiceAccounts (10 % annotated): wait for the cache to fill and RSS to settle.
 # The webhook is pinned to CPU 0 and oha to the other CPUs when taskset and ≥ 2 CPUs are available.
 # Results: stdout and bench-results/webhook-<binary>-<UTC stamp>.txt.
 set -euo pipefail
@@ -28,6 +29,7 @@ DURATION="${DURATION:-10s}"
 RATE="${RATE:-1000}"
 CONNECTIONS="${CONNECTIONS:-32}"
 SERVICE_ACCOUNTS="${SERVICE_ACCOUNTS:-50000}"
+ROUNDS="${ROUNDS:-3}"
 OHA="$CACHE/tools/bin/oha"
 REVIEW="$ROOT/tests/bench/webhook-admission-review.json"
 FAKE_API="$ROOT/tests/bench/webhook_fake_apiserver.py"
@@ -120,15 +122,21 @@ settled_rss() { # pid -> KiB
   echo "$now"
 }
 
-# oha JSON → "rps p50_us p99_us success_rate"
-summarize() {
-  "$PYTHON" -c '
-import json,sys
-d=json.load(open(sys.argv[1]))
-s=d["summary"]; p=d["latencyPercentiles"]
-codes=d.get("statusCodeDistribution",{})
-ok=sum(v for k,v in codes.items() if k=="200"); total=sum(codes.values()) or 1
-print(f"{s[\"requestsPerSec\"]:.0f} {p[\"p50\"]*1e6:.0f} {p[\"p99\"]*1e6:.0f} {ok/total:.4f}")' "$1"
+# median over runs of each summarize field → "rps p50_us p99_us success_rate"
+median() {
+  "$PYTHON" - "$@" <<'PY'
+import json, statistics, sys
+rows = []
+for path in sys.argv[1:]:
+    d = json.load(open(path))
+    s, p = d["summary"], d["latencyPercentiles"]
+    codes = d.get("statusCodeDistribution", {})
+    ok = sum(v for k, v in codes.items() if k == "200") / (sum(codes.values()) or 1)
+    rows.append((s["requestsPerSec"], p["p50"] * 1e6, p["p99"] * 1e6, ok))
+cols = list(zip(*rows))
+print("%.0f %.0f %.0f %.4f" % (statistics.median(cols[0]), statistics.median(cols[1]),
+                               statistics.median(cols[2]), min(cols[3])))
+PY
 }
 
 run_oha() { # outfile extra...
@@ -139,41 +147,62 @@ run_oha() { # outfile extra...
 
 RESULTS="$ROOT/bench-results"; mkdir -p "$RESULTS"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+REPORT="$RESULTS/webhook-$WEBHOOK-$STAMP.txt"
+{
+echo "webhook benchmark ($WEBHOOK) $STAMP  (oha $("$OHA" --version | awk '{print $2}'), $(nproc) cores, webhook pinned: ${PIN_SERVER[*]:-no}, load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "request: $(wc -c <"$REVIEW") byte AdmissionReview to /mutate, HTTPS HTTP/1.1 keep-alive, $CONNECTIONS connections; $ROUNDS rounds of $DURATION per measurement, medians"
+} | tee "$REPORT"
+
+# Throughput and latency: all targets up at once against one API, measured alternately.
+declare -A PID_OF PORT_OF IDLE_OF
+start_api 0
 for target in "${TARGETS[@]}"; do
-  REPORT="$RESULTS/webhook-$target-$STAMP.txt"
-  {
-  echo "webhook benchmark ($target) $STAMP  (oha $("$OHA" --version | awk '{print $2}'), $(nproc) cores, pinned: ${PIN_SERVER[*]:-no}, load before: $(cut -d' ' -f1-3 /proc/loadavg))"
-  echo "request: $(wc -c <"$REVIEW") byte AdmissionReview, HTTPS HTTP/1.1 keep-alive, $CONNECTIONS connections"
-  } | tee "$REPORT"
-
-  start_api 0
   start_webhook "$target"
-  wait_for "the bench ServiceAccount in the cache (patch returned)" mutated
-  sleep 2
-  idle=$(rss_kib "$WH_PID")
-  run_oha "$WORK/sat.json"
-  run_oha "$WORK/rate.json" -q "$RATE" --latency-correction
-  read -r sat_rps sat_p50 sat_p99 sat_ok <<<"$(summarize "$WORK/sat.json")"
-  read -r rate_rps rate_p50 rate_p99 rate_ok <<<"$(summarize "$WORK/rate.json")"
-  loaded=$(awk '/^VmHWM/ {print $2}' "/proc/$WH_PID/status")
-  stop "$WH_PID"; stop "$API_PID"
+  wait_for "$target: the bench ServiceAccount in the cache (patch returned)" mutated
+  PID_OF[$target]=$WH_PID; PORT_OF[$target]=$WH_PORT
+done
+sleep 2
+for target in "${TARGETS[@]}"; do IDLE_OF[$target]=$(rss_kib "${PID_OF[$target]}"); done
+for round in $(seq 1 "$ROUNDS"); do
+  for target in "${TARGETS[@]}"; do WH_PORT=${PORT_OF[$target]} run_oha "$WORK/$target-sat-$round.json"; done
+  for target in "${TARGETS[@]}"; do
+    WH_PORT=${PORT_OF[$target]} run_oha "$WORK/$target-rate-$round.json" -q "$RATE" --latency-correction
+  done
+done
+declare -A SAT_OF RATE_OF PEAK_OF
+for target in "${TARGETS[@]}"; do
+  PEAK_OF[$target]=$(awk '/^VmHWM/ {print $2}' "/proc/${PID_OF[$target]}/status")
+  stop "${PID_OF[$target]}"
+  SAT_OF[$target]=$(median "$WORK/$target-sat-"*.json)
+  RATE_OF[$target]=$(median "$WORK/$target-rate-"*.json)
+done
+stop "$API_PID"
 
+# Memory with many ServiceAccounts: one target at a time.
+declare -A FULL_OF
+for target in "${TARGETS[@]}"; do
   start_api "$SERVICE_ACCOUNTS"
   start_webhook "$target"
   if [[ $target == podcred ]]; then
     wait_for "podcred /readyz" curl -fsS --cacert "$WORK/tls/ca.crt" "https://127.0.0.1:$WH_PORT/readyz"
   fi
-  wait_for "the bench ServiceAccount in the cache (patch returned)" mutated
-  full=$(settled_rss "$WH_PID")
-  cached=$(curl -fsS "http://127.0.0.1:$WH_METRICS/metrics" | awk '/^podcred_webhook_service_accounts_cached/ {print $2}')
+  wait_for "$target: the bench ServiceAccount in the cache (patch returned)" mutated
+  FULL_OF[$target]=$(settled_rss "$WH_PID")
   stop "$WH_PID"; stop "$API_PID"
-
-  {
-  printf 'saturation:   %s req/s (p50 %s µs, p99 %s µs, ok %s)\n' "$sat_rps" "$sat_p50" "$sat_p99" "$sat_ok"
-  printf 'fixed %s/s:  %s req/s achieved, p50 %s µs, p99 %s µs (latency-corrected), ok %s\n' "$RATE" "$rate_rps" "$rate_p50" "$rate_p99" "$rate_ok"
-  printf 'RSS idle (1 SA): %s MiB; peak under load: %s MiB; with %s SAs: %s MiB%s\n' \
-    "$(mib "$idle")" "$(mib "$loaded")" "$((SERVICE_ACCOUNTS + 1))" "$(mib "$full")" "${cached:+ (cache holds $cached)}"
-  } | tee -a "$REPORT"
-  echo "report: $REPORT"
 done
+
+{
+printf '%-9s | %18s %9s %9s | %14s %9s %9s | %9s %9s %14s\n' target "saturation req/s" "p50 µs" "p99 µs" "@$RATE/s req/s" "p50 µs" "p99 µs" "RSS idle" "RSS peak" "RSS $((SERVICE_ACCOUNTS + 1)) SAs"
+for target in "${TARGETS[@]}"; do
+  read -r sat_rps sat_p50 sat_p99 _ <<<"${SAT_OF[$target]}"
+  read -r rate_rps rate_p50 rate_p99 _ <<<"${RATE_OF[$target]}"
+  printf '%-9s | %18s %9s %9s | %14s %9s %9s | %7s M %7s M %12s M\n' "$target" "$sat_rps" "$sat_p50" "$sat_p99" \
+    "$rate_rps" "$rate_p50" "$rate_p99" "$(mib "${IDLE_OF[$target]}")" "$(mib "${PEAK_OF[$target]}")" "$(mib "${FULL_OF[$target]}")"
+done
+if [[ $WEBHOOK == both ]]; then
+  read -r ours _ <<<"${SAT_OF[podcred]}"; read -r theirs _ <<<"${SAT_OF[upstream]}"
+  echo "throughput podcred/upstream = $(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2f", a / b }'); RSS with $((SERVICE_ACCOUNTS + 1)) SAs podcred/upstream = $(awk -v a="${FULL_OF[podcred]}" -v b="${FULL_OF[upstream]}" 'BEGIN { printf "%.2f", a / b }')"
+fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee -a "$REPORT"
+echo "report: $REPORT"

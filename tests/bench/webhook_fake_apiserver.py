@@ -4,7 +4,8 @@
 Serves N synthetic ServiceAccounts (plus `default/bench` annotated with a role) on
 GET /api/v1/serviceaccounts, as PartialObjectMetadataList when the client asks for metadata only
 (podcred) and as ServiceAccountList otherwise (the upstream Go webhook), honouring limit/continue
-paging; watch requests are held open without events until their timeoutSeconds; GET of one
+paging; watch requests are held open until their timeoutSeconds, after streaming every object and the
+initial-events-end bookmark when asked to (sendInitialEvents=true: client-go's watch-list); GET of one
 ServiceAccount works; ConfigMap lists are empty. Not a conformance fake: just enough for a
 reflector/informer to list, sync and idle.
 
@@ -50,15 +51,34 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def hold_watch(self, query):
+    def write_chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def hold_watch(self, query, metadata_only):
+        """Idle watch; with sendInitialEvents=true (client-go's watch-list), first stream every object as
+        ADDED and the initial-events-end BOOKMARK."""
         timeout = int(query.get("timeoutSeconds", ["300"])[0])
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if query.get("sendInitialEvents", ["false"])[0] == "true" and self.path.startswith("/api/v1/serviceaccounts"):
+            batch = []
+            for m in METAS:
+                obj = ({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": m}
+                       if metadata_only else {"kind": "ServiceAccount", "apiVersion": "v1", "metadata": m})
+                batch.append(json.dumps({"type": "ADDED", "object": obj}, separators=(",", ":")).encode() + b"\n")
+                if len(batch) >= 500:
+                    self.write_chunk(b"".join(batch))
+                    batch = []
+            if batch:
+                self.write_chunk(b"".join(batch))
+            bookmark = {"type": "BOOKMARK", "object": {"kind": "ServiceAccount", "apiVersion": "v1", "metadata": {
+                "resourceVersion": "100", "annotations": {"k8s.io/initial-events-end": "true"}}}}
+            self.write_chunk(json.dumps(bookmark).encode() + b"\n")
         self.wfile.flush()
         time.sleep(timeout)
-        self.wfile.write(b"0\r\n\r\n")
+        self.write_chunk(b"")
         self.close_connection = True
 
     def do_GET(self):
@@ -66,7 +86,7 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         metadata_only = "as=PartialObjectMetadata" in self.headers.get("Accept", "")
         if query.get("watch", ["false"])[0] in ("true", "1"):
-            return self.hold_watch(query)
+            return self.hold_watch(query, metadata_only)
         parts = url.path.strip("/").split("/")
         if url.path == "/api/v1/serviceaccounts":
             limit = int(query.get("limit", ["0"])[0] or 0)
