@@ -31,6 +31,7 @@ fi
 CREDPROXY="${CARGO_TARGET_DIR:-$ROOT/target}/release/credproxy"
 
 WORK="$(mktemp -d)"
+chmod 0711 "$WORK"   # nginx workers (user nobody when started as root) must reach their docroot
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -72,8 +73,8 @@ start_credproxy() { # threads -> sets CP_PID CP_PORT
 
 start_nginx() { # workers -> sets NG_PID NG_PORT
   NG_PORT=$(free_port)
-  local dir="$WORK/nginx-$1"; mkdir -p "$dir/www/v1"
-  cp "$WORK/credentials.json" "$dir/www/v1/credentials"
+  local dir="$WORK/nginx-$1"; mkdir -p "$dir/www/v1"; chmod -R a+rX "$dir"
+  cp "$WORK/credentials.json" "$dir/www/v1/credentials"; chmod 0644 "$dir/www/v1/credentials"
   cat >"$dir/nginx.conf" <<CONF
 worker_processes $1;
 daemon off;
@@ -104,13 +105,39 @@ CONF
 
 # oha JSON → "rps p50_us p99_us success_rate"
 summarize() {
-  "$CACHE/venv/bin/python" -c '
-import json,sys
-d=json.load(open(sys.argv[1]))
-s=d["summary"]; p=d["latencyPercentiles"]
-codes=d.get("statusCodeDistribution",{})
-ok=sum(v for k,v in codes.items() if k=="200"); total=sum(codes.values()) or 1
-print(f"{s[\"requestsPerSec\"]:.0f} {p[\"p50\"]*1e6:.0f} {p[\"p99\"]*1e6:.0f} {ok/total:.4f}")' "$1"
+  "$CACHE/venv/bin/python" - "$1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s, p = d["summary"], d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution", {})
+total = sum(codes.values()) or 1
+ok = codes.get("200", 0) / total
+rps, p50, p99 = s["requestsPerSec"], p["p50"] * 1e6, p["p99"] * 1e6
+print("%.0f %.0f %.0f %.4f" % (rps, p50, p99, ok))
+PY
+}
+
+# Server-side p50/p99 upper bounds (µs) of the credential requests made during one run, from the
+# delta of credproxy's own latency histogram.
+server_percentiles() {
+  "$CACHE/venv/bin/python" - "$1" "$2" <<'PY'
+import re, sys
+def buckets(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r'credproxy_http_request_duration_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+        if m:
+            out[float(m.group(1))] = float(m.group(2))
+    return out
+a, b = buckets(sys.argv[1]), buckets(sys.argv[2])
+delta = sorted((le, b[le] - a.get(le, 0)) for le in b)
+total = delta[-1][1] or 1
+def pct(q):
+    for le, n in delta:
+        if n >= q * total:
+            return "<=%gus" % (le * 1e6) if le != float("inf") else ">5s"
+print(pct(0.5), pct(0.99))
+PY
 }
 
 run_oha() { # name url outfile extra...
@@ -137,11 +164,15 @@ for threads in 1 2; do
   # Same bytes from both.
   cmp -s "$WORK/credentials.json" <(curl -fsS "$NG_URL") || { echo "nginx serves different bytes" >&2; exit 1; }
 
+  curl -fsS "http://$CP_METRICS/metrics" >"$WORK/metrics-before"
   run_oha credproxy "$CP_URL" "$WORK/cp-rate.json" -q "$RATE" --latency-correction
+  curl -fsS "http://$CP_METRICS/metrics" >"$WORK/metrics-after"
+  server_pct=$(server_percentiles "$WORK/metrics-before" "$WORK/metrics-after")
   run_oha nginx "$NG_URL" "$WORK/ng-rate.json" -q "$RATE" --latency-correction
   run_oha credproxy "$CP_URL" "$WORK/cp-sat.json"
   run_oha nginx "$NG_URL" "$WORK/ng-sat.json"
   peak_rss=$(hwm_kib "$CP_PID")
+  for f in cp-rate ng-rate cp-sat ng-sat; do cp "$WORK/$f.json" "$RESULTS/credproxy-$STAMP-$f-$threads.json"; done
   sts_calls=$(curl -fsS "http://$CP_METRICS/metrics" | awk '/^credproxy_sts_requests_total/ {s+=$2} END {print s+0}')
 
   read -r cp_rate cp_p50 cp_p99 cp_ok <<<"$(summarize "$WORK/cp-rate.json")"
@@ -151,7 +182,8 @@ for threads in 1 2; do
   {
   printf '%-28s %10s %9s %9s %8s | %12s\n' "credproxy ($threads thread(s))" "$cp_rate" "$cp_p50" "$cp_p99" "$cp_ok" "$cp_sat"
   printf '%-28s %10s %9s %9s %8s | %12s\n' "nginx ($threads worker(s))" "$ng_rate" "$ng_p50" "$ng_p99" "$ng_ok" "$ng_sat"
-  echo "  saturation ratio credproxy/nginx = $("$CACHE/venv/bin/python" -c "print(f'{$cp_sat/$ng_sat:.2f}')")  (success rates $cp_sat_ok / $ng_sat_ok)"
+  echo "  credproxy server-side latency during the rate run (own histogram): p50 ${server_pct% *}, p99 ${server_pct#* }"
+  echo "  saturation ratio credproxy/nginx = $(awk -v a="$cp_sat" -v b="$ng_sat" 'BEGIN {printf "%.2f", a / b}')  (success rates $cp_sat_ok / $ng_sat_ok)"
   echo "  credproxy RSS: idle $((idle_rss / 1024)).$(( (idle_rss % 1024) * 10 / 1024 )) MiB, peak under load $((peak_rss / 1024)).$(( (peak_rss % 1024) * 10 / 1024 )) MiB; STS calls during the run: $sts_calls"
   } | tee -a "$REPORT"
   kill "$CP_PID" "$NG_PID" 2>/dev/null || true
