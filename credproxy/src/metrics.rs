@@ -71,13 +71,10 @@ impl Metrics {
             requests.clone(),
         );
         // Fine-grained where the cached path lives (µs), coarse for cold starts waiting on STS.
-        let latency = Histogram::new(
-            [
-                0.000_005, 0.000_01, 0.000_02, 0.000_03, 0.000_05, 0.000_075, 0.000_1, 0.000_15,
-                0.000_25, 0.000_5, 0.001, 0.002_5, 0.01, 0.1, 1.0, 5.0,
-            ]
-            .into_iter(),
-        );
+        let latency = Histogram::new([
+            0.000_005, 0.000_01, 0.000_02, 0.000_03, 0.000_05, 0.000_075, 0.000_1, 0.000_15,
+            0.000_25, 0.000_5, 0.001, 0.002_5, 0.01, 0.1, 1.0, 5.0,
+        ]);
         registry.register(
             "http_request_duration_seconds",
             "Time to answer an HTTP request (server side)",
