@@ -134,6 +134,9 @@ pub struct Backend {
     pub auth: AuthSource,
     /// The function's ARN, for logs and metrics (`…:function:<name>[:<qualifier>]`).
     pub arn: String,
+    /// The Invoke URL, built once (`…/2015-03-31/functions/<name>/invocations[?Qualifier=…]`).
+    pub invoke_uri: String,
+    pub invoke_uri_parsed: http::Uri,
 }
 
 /// A validated configuration, ready to serve.
@@ -684,7 +687,17 @@ fn compile_backend(
             .map(|q| format!(":{q}"))
             .unwrap_or_default()
     );
+    let invoke_uri = endpoint.invoke_uri(&function_name, qualifier.as_deref());
+    let invoke_uri_parsed = match invoke_uri.parse::<http::Uri>() {
+        Ok(uri) => uri,
+        Err(e) => {
+            report.error(format!("{what}: spec.aws.lambda.endpointURL: the Invoke URL {invoke_uri:?} is not a valid URI: {e}"));
+            return None;
+        }
+    };
     Some(Backend {
+        invoke_uri,
+        invoke_uri_parsed,
         id: id.to_string(),
         region,
         partition,
@@ -1076,6 +1089,7 @@ fn compile_route(
         }
 
         out.push(RouteRule {
+            label: format!("{id}#{rule_index}"),
             route: id.to_string(),
             rule_index,
             hostnames: hostnames.clone(),

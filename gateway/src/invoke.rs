@@ -33,22 +33,48 @@ pub enum InvokeError {
 
 pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Builds the pooled client used for every Invoke call.
-pub fn client() -> std::io::Result<HttpsClient> {
+/// The TLS settings for Lambda endpoints: the system's root certificates (verification on), aws-lc-rs.
+pub fn tls_config() -> Result<rustls::ClientConfig, InvokeError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!("no system CA certificates found (install ca-certificates): https Lambda endpoints will fail TLS verification");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| InvokeError::Unreachable(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A pooled client (HTTP/1.1, HTTP/2 over ALPN for https).
+pub fn client(tls: rustls::ClientConfig) -> HttpsClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()?
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(256)
-        .build(https))
+        .build(https)
+}
+
+thread_local! {
+    static THREAD_CLIENT: std::cell::OnceCell<HttpsClient> = const { std::cell::OnceCell::new() };
+}
+
+/// This thread's client. Each worker thread runs its own single-threaded runtime, so its pooled connections
+/// (and their tasks) stay on the thread that uses them: no cross-thread wake-ups on the hot path.
+pub fn thread_client(tls: &rustls::ClientConfig) -> HttpsClient {
+    THREAD_CLIENT.with(|cell| cell.get_or_init(|| client(tls.clone())).clone())
 }
 
 /// The signed Invoke request for `backend` carrying `event`.
@@ -58,13 +84,11 @@ pub fn signed_request(
     credentials: &Held,
     now: SystemTime,
 ) -> Result<Request<Full<Bytes>>, InvokeError> {
-    let uri = backend
-        .endpoint
-        .invoke_uri(&backend.function_name, backend.qualifier.as_deref());
+    let uri = &backend.invoke_uri;
     let invocation_type = backend.invocation.header_value();
     let mut request = Request::builder()
         .method(Method::POST)
-        .uri(&uri)
+        .uri(backend.invoke_uri_parsed.clone())
         .header(http::header::HOST, backend.endpoint.authority.as_str())
         .header("x-amz-invocation-type", invocation_type)
         .header(http::header::CONTENT_TYPE, "application/json")

@@ -54,6 +54,9 @@ pub struct Args {
     /// Do not watch the config files for changes.
     #[arg(long)]
     pub no_watch: bool,
+    /// Proxy worker threads (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -88,7 +91,20 @@ pub fn endpoint_override_from_env() -> Option<String> {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
 }
 
-pub async fn run(args: Args) -> Result<(), RunError> {
+/// Runs the gateway until SIGTERM/SIGINT.
+///
+/// Threads: one control thread (config, reloads, credential refresh, admin listener, signals) and `--workers`
+/// proxy threads, each with its own single-threaded runtime, its own `SO_REUSEPORT` listener on the same
+/// address and its own upstream connection pool — the nginx worker model, without cross-thread wake-ups.
+pub fn run(args: Args) -> Result<(), RunError> {
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Io(format!("cannot start the async runtime: {e}")))?;
+    control.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> Result<(), RunError> {
     let options = config::LoadOptions {
         secrets_dir: args.secrets_dir.clone(),
         endpoint_override: endpoint_override_from_env(),
@@ -128,11 +144,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     }
     let gateway = server::Gateway::new(config, args.config.clone(), options, args.access_log)
         .await
-        .map_err(|e| RunError::Io(format!("cannot build the HTTPS client: {e}")))?;
-
-    let proxy_listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| RunError::Io(format!("cannot listen on {listen}: {e}")))?;
+        .map_err(|e| RunError::Io(format!("cannot set up TLS for Lambda endpoints: {e}")))?;
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .map_err(|e| {
@@ -141,6 +153,42 @@ pub async fn run(args: Args) -> Result<(), RunError> {
                 args.admin_listen
             ))
         })?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = args
+        .workers
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(usize::from)
+                .unwrap_or(1)
+        })
+        .max(1);
+    let mut threads = Vec::new();
+    let mut bound = listen;
+    for index in 0..workers {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let gateway = gateway.clone();
+        let mut stop = stop_rx.clone();
+        let addr = bound;
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-worker-{index}"))
+            .spawn(move || {
+                worker(index, addr, gateway, ready_tx, async move {
+                    let _ = stop.changed().await;
+                })
+            })
+            .map_err(|e| RunError::Io(format!("cannot start worker thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(actual)) => bound = actual,
+            Ok(Err(e)) => {
+                let _ = stop_tx.send(true);
+                return Err(RunError::Io(format!("cannot listen on {addr}: {e}")));
+            }
+            Err(_) => return Err(RunError::Io("a worker thread died while starting".into())),
+        }
+        threads.push(thread);
+    }
+
     let _watcher = if args.no_watch {
         None
     } else {
@@ -149,30 +197,74 @@ pub async fn run(args: Args) -> Result<(), RunError> {
                 .map_err(|e| RunError::Io(format!("cannot watch the config files: {e}")))?,
         )
     };
-    tracing::info!(%listen, admin = %args.admin_listen, "gateway serving");
+    tracing::info!(listen = %bound, admin = %args.admin_listen, workers, "gateway serving");
 
-    let shutdown = shutdown_signal();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut admin_stop = stop_rx.clone();
     let admin = axum::serve(admin_listener, server::admin_router(gateway.clone()))
-        .with_graceful_shutdown({
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.changed().await;
-            }
+        .with_graceful_shutdown(async move {
+            let _ = admin_stop.changed().await;
         });
-    let proxy = axum::serve(
-        proxy_listener,
-        server::proxy_router(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
+    let signal = async {
+        shutdown_signal().await;
         let _ = stop_tx.send(true);
-    });
-    let (proxy_result, admin_result) = tokio::join!(proxy, admin);
-    proxy_result.map_err(|e| RunError::Io(format!("proxy server: {e}")))?;
+    };
+    let (admin_result, ()) = tokio::join!(admin, signal);
     admin_result.map_err(|e| RunError::Io(format!("admin server: {e}")))?;
+    for thread in threads {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// One proxy worker: a single-threaded runtime serving its own `SO_REUSEPORT` listener until `stop`.
+fn worker(
+    index: usize,
+    addr: SocketAddr,
+    gateway: std::sync::Arc<server::Gateway>,
+    ready: std::sync::mpsc::Sender<std::io::Result<SocketAddr>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match bind_reuseport(addr) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(listener.local_addr());
+        let app = server::proxy_router(gateway).into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(worker = index, error = %e, "proxy worker stopped");
+        }
+    });
+}
+
+fn bind_reuseport(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 async fn shutdown_signal() {

@@ -1,21 +1,15 @@
 use clap::Parser as _;
 
+// glibc malloc showed up as ~15% of the proxy hot path in profiles; mimalloc keeps per-thread heaps.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = gateway::Args::parse();
     init_tracing(&args.log_format);
     // Several rustls providers may be compiled in (aws-config brings its own); pick aws-lc-rs explicitly.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("gateway: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(error) = runtime.block_on(gateway::run(args)) {
+    if let Err(error) = gateway::run(args) {
         eprintln!("gateway: {error}");
         std::process::exit(error.exit_code());
     }

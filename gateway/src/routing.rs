@@ -135,6 +135,8 @@ pub struct RouteRule {
     pub timeout: Duration,
     /// Position of the HTTPRoute in the files (the final tie-breaker).
     pub order: usize,
+    /// Metric/log label: `namespace/name#rule`.
+    pub label: String,
 }
 
 impl RouteRule {
@@ -157,8 +159,8 @@ impl RouteRule {
     }
 
     /// Metric/log label: `namespace/name#rule`.
-    pub fn label(&self) -> String {
-        format!("{}#{}", self.route, self.rule_index)
+    pub fn label(&self) -> &str {
+        &self.label
     }
 }
 

@@ -24,7 +24,7 @@ use tokio::sync::OnceCell;
 use crate::config::{self, AuthSource, Config, LoadOptions};
 use crate::credentials::{self, CredentialCell, CredentialState};
 use crate::event::{self, EventInput};
-use crate::invoke::{self, HttpsClient, InvokeError};
+use crate::invoke::{self, InvokeError};
 use crate::metrics::{
     FetchLabels, Metrics, RequestLabels, ResultLabels, RouteLabels, SourceLabels,
 };
@@ -41,7 +41,7 @@ pub struct Runtime {
 
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
-    client: HttpsClient,
+    tls: rustls::ClientConfig,
     pub metrics: Arc<Metrics>,
     default_cell: OnceCell<Arc<CredentialCell>>,
     pub config_paths: Vec<PathBuf>,
@@ -70,7 +70,7 @@ impl Gateway {
                 config: empty_config(),
                 cells: HashMap::new(),
             }),
-            client: invoke::client()?,
+            tls: invoke::tls_config().map_err(|e| std::io::Error::other(e.to_string()))?,
             metrics: Arc::new(Metrics::new()),
             default_cell: OnceCell::new(),
             config_paths,
@@ -302,7 +302,12 @@ async fn proxy(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let request_id = request_id();
+    // Only the access log and API Gateway events need a request id.
+    let request_id = if gw.access_log {
+        request_id()
+    } else {
+        String::new()
+    };
     let served = serve(&gw, peer, request, &request_id).await;
 
     let status = served.reply.status;
@@ -387,7 +392,7 @@ async fn serve(
             ),
         };
     };
-    let route = rule.label();
+    let route = rule.label().to_string();
     let Some(backend) = rule.pick_backend(rand::random()) else {
         return Served {
             route,
@@ -444,16 +449,41 @@ async fn serve(
         }
     };
 
-    let source_ip = peer.ip().to_string();
-    let protocol = format!("{:?}", parts.version);
-    let route_path = rule
-        .matches
-        .first()
-        .map(|m| match &m.path {
-            crate::routing::PathMatch::Exact(p) | crate::routing::PathMatch::Prefix(p) => p.clone(),
-            crate::routing::PathMatch::Regex(re) => re.as_str().to_string(),
-        })
-        .unwrap_or_else(|| "/".into());
+    // Request context (source IP, protocol, resource, request id) only goes into API Gateway events.
+    let api_gateway = matches!(
+        backend.request_event,
+        config::RequestEvent::ApiGatewayV1 | config::RequestEvent::ApiGatewayV2
+    );
+    let (source_ip, protocol, route_path, own_request_id) = if api_gateway {
+        let route_path = rule
+            .matches
+            .first()
+            .map(|m| match &m.path {
+                crate::routing::PathMatch::Exact(p) | crate::routing::PathMatch::Prefix(p) => {
+                    p.clone()
+                }
+                crate::routing::PathMatch::Regex(re) => re.as_str().to_string(),
+            })
+            .unwrap_or_else(|| "/".into());
+        let own = if request_id.is_empty() {
+            self::request_id()
+        } else {
+            String::new()
+        };
+        (
+            peer.ip().to_string(),
+            format!("{:?}", parts.version),
+            route_path,
+            own,
+        )
+    } else {
+        Default::default()
+    };
+    let request_id = if own_request_id.is_empty() {
+        request_id
+    } else {
+        own_request_id.as_str()
+    };
     let input = EventInput {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -530,7 +560,7 @@ async fn serve(
         qualifier: backend.qualifier.as_deref(),
         region: &backend.region,
     };
-    match invoke::send(&gw.client, request, rule.timeout).await {
+    match invoke::send(&invoke::thread_client(&gw.tls), request, rule.timeout).await {
         Ok(lambda) => {
             let mapped = response::map_reply(
                 &lambda,
