@@ -197,13 +197,16 @@ impl Rng {
 const GENERATED_IRSA_NS: &str = "gen-irsa";
 const GENERATED_CC_NS: &str = "gen-cc";
 
-/// ServiceAccounts of the generated pods: (namespace, name, annotations or None = missing, in CC file).
-fn generated_service_accounts() -> Vec<(
+/// A generated pod's ServiceAccount: (namespace, name, annotations or None = missing, listed in the CC file).
+type GeneratedServiceAccount = (
     &'static str,
     &'static str,
     Option<Vec<(&'static str, &'static str)>>,
     bool,
-)> {
+);
+
+/// ServiceAccounts of the generated pods.
+fn generated_service_accounts() -> Vec<GeneratedServiceAccount> {
     let role = (
         "eks.amazonaws.com/role-arn",
         "arn:aws:iam::111122223333:role/generated",
