@@ -9,7 +9,8 @@
 #   2. saves the credentials JSON credproxy serves and starts Debian nginx (config in a temp dir)
 #      serving those exact bytes at /v1/credentials as a static file, keep-alive;
 #   3. for each pair (1 worker each, then 2 each): oha at a fixed RATE for DURATION (p50/p99, with
-#      latency correction), then oha at saturation (throughput), alternating targets;
+#      latency correction), one connection at 1,000 rps (unqueued per-request latency), then oha at
+#      saturation (throughput), alternating targets; plus credproxy's own server-side histogram;
 #   4. records credproxy's RSS idle and its peak (VmHWM) under load, and the STS call count (must be 1).
 set -euo pipefail
 
@@ -140,7 +141,7 @@ print(pct(0.5), pct(0.99))
 PY
 }
 
-run_oha() { # name url outfile extra...
+run_oha() { # name url outfile extra... (extra may override -c)
   local name=$1 url=$2 out=$3; shift 3
   "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" \
     -H "Authorization: $(cat "$WORK/auth-token")" "$@" "$url" >"$out"
@@ -169,19 +170,25 @@ for threads in 1 2; do
   curl -fsS "http://$CP_METRICS/metrics" >"$WORK/metrics-after"
   server_pct=$(server_percentiles "$WORK/metrics-before" "$WORK/metrics-after")
   run_oha nginx "$NG_URL" "$WORK/ng-rate.json" -q "$RATE" --latency-correction
+  # One keep-alive connection at a modest rate: per-request latency without queueing.
+  run_oha credproxy "$CP_URL" "$WORK/cp-one.json" -q 1000 --latency-correction -c 1
+  run_oha nginx "$NG_URL" "$WORK/ng-one.json" -q 1000 --latency-correction -c 1
   run_oha credproxy "$CP_URL" "$WORK/cp-sat.json"
   run_oha nginx "$NG_URL" "$WORK/ng-sat.json"
   peak_rss=$(hwm_kib "$CP_PID")
-  for f in cp-rate ng-rate cp-sat ng-sat; do cp "$WORK/$f.json" "$RESULTS/credproxy-$STAMP-$f-$threads.json"; done
+  for f in cp-rate ng-rate cp-one ng-one cp-sat ng-sat; do cp "$WORK/$f.json" "$RESULTS/credproxy-$STAMP-$f-$threads.json"; done
   sts_calls=$(curl -fsS "http://$CP_METRICS/metrics" | awk '/^credproxy_sts_requests_total/ {s+=$2} END {print s+0}')
 
   read -r cp_rate cp_p50 cp_p99 cp_ok <<<"$(summarize "$WORK/cp-rate.json")"
   read -r ng_rate ng_p50 ng_p99 ng_ok <<<"$(summarize "$WORK/ng-rate.json")"
+  read -r _ cp1_p50 cp1_p99 _ <<<"$(summarize "$WORK/cp-one.json")"
+  read -r _ ng1_p50 ng1_p99 _ <<<"$(summarize "$WORK/ng-one.json")"
   read -r cp_sat _ _ cp_sat_ok <<<"$(summarize "$WORK/cp-sat.json")"
   read -r ng_sat _ _ ng_sat_ok <<<"$(summarize "$WORK/ng-sat.json")"
   {
   printf '%-28s %10s %9s %9s %8s | %12s\n' "credproxy ($threads thread(s))" "$cp_rate" "$cp_p50" "$cp_p99" "$cp_ok" "$cp_sat"
   printf '%-28s %10s %9s %9s %8s | %12s\n' "nginx ($threads worker(s))" "$ng_rate" "$ng_p50" "$ng_p99" "$ng_ok" "$ng_sat"
+  echo "  one connection at 1,000 rps: credproxy p50 ${cp1_p50} us / p99 ${cp1_p99} us; nginx p50 ${ng1_p50} us / p99 ${ng1_p99} us"
   echo "  credproxy server-side latency during the rate run (own histogram): p50 ${server_pct% *}, p99 ${server_pct#* }"
   echo "  saturation ratio credproxy/nginx = $(awk -v a="$cp_sat" -v b="$ng_sat" 'BEGIN {printf "%.2f", a / b}')  (success rates $cp_sat_ok / $ng_sat_ok)"
   echo "  credproxy RSS: idle $((idle_rss / 1024)).$(( (idle_rss % 1024) * 10 / 1024 )) MiB, peak under load $((peak_rss / 1024)).$(( (peak_rss % 1024) * 10 / 1024 )) MiB; STS calls during the run: $sts_calls"
