@@ -33,6 +33,7 @@ const RETRY_CAP: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Held {
     pub identity: Identity,
+    pub credentials: Credentials,
     pub access_key_id: String,
     pub expiry: Option<SystemTime>,
     pub fetched_at: SystemTime,
@@ -43,7 +44,8 @@ impl Held {
         Held {
             access_key_id: credentials.access_key_id().to_string(),
             expiry: credentials.expiry(),
-            identity: credentials.into(),
+            identity: credentials.clone().into(),
+            credentials,
             fetched_at: now,
         }
     }
