@@ -974,6 +974,29 @@ async fn rendered_chart_manifests_and_examples_are_accepted_by_the_api_server() 
             .replace("${AWS_ACCOUNT_ID}", "111122223333")
             .replace("${AWS_LAMBDA_REGION}", "us-east-1");
     assert_eq!(dry_run_apply(&client, &example).await, Vec::<String>::new());
+
+    // The routes the example mounts into the gateway (the seed's manifests) pass the gateway's own check.
+    let routes = serde_yaml::Deserializer::from_str(&example)
+        .map(|doc| -> Value { serde::Deserialize::deserialize(doc).expect("YAML") })
+        .find(|doc| doc["kind"] == "ConfigMap")
+        .expect("routes ConfigMap")["data"]["routes.yaml"]
+        .as_str()
+        .expect("routes.yaml")
+        .to_owned();
+    let routes_file = plane.dir().join("routes.yaml");
+    std::fs::write(&routes_file, routes).expect("write routes");
+    let check = integration::isolated_command(integration::workspace_bin("gateway"))
+        .arg("--check")
+        .arg("--config")
+        .arg(&routes_file)
+        .output()
+        .expect("run gateway --check");
+    assert!(
+        check.status.success(),
+        "gateway --check rejects the example's routes: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
 }
 
 /// Rewrites a container's paths and listeners for a local run: files go under `dir`, listeners get free
