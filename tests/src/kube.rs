@@ -426,6 +426,17 @@ impl WebhookProcess {
         name: &str,
         extra_args: &[&str],
     ) -> Self {
+        Self::start_with_kubeconfig(plane, plane.admin_kubeconfig(), which, name, extra_args).await
+    }
+
+    /// Like [`WebhookProcess::start`], authenticating with `kubeconfig` (e.g. an RBAC-scoped user).
+    pub async fn start_with_kubeconfig(
+        plane: &ControlPlane,
+        kubeconfig: &Path,
+        which: WebhookImpl,
+        name: &str,
+        extra_args: &[&str],
+    ) -> Self {
         let tls = plane.webhook_tls(name);
         let (port, metrics_port) = (free_port(), free_port());
         let mut args: Vec<String> = vec![
@@ -434,7 +445,7 @@ impl WebhookProcess {
             format!("--metrics-port={metrics_port}"),
             format!("--tls-cert={}", tls.cert.display()),
             format!("--tls-key={}", tls.key.display()),
-            format!("--kubeconfig={}", plane.admin_kubeconfig().display()),
+            format!("--kubeconfig={}", kubeconfig.display()),
             "--namespace=podcred-system".into(),
             "--logtostderr".into(),
         ];

@@ -1174,6 +1174,127 @@ async fn a_token_request_token_gets_sts_credentials_through_credproxy() {
     );
 }
 
+#[tokio::test]
+#[ignore = "needs peers: run make test"]
+async fn the_charts_rbac_is_all_the_webhook_needs() {
+    if webhook_under_test() == WebhookImpl::Upstream {
+        eprintln!("skipped: runs the chart's arguments, which include podcred flags");
+        return;
+    }
+    let plane = ControlPlane::start().await;
+    let client = plane.client().await;
+    create_namespace(&client, "podcred-system").await;
+    let chart = integration::workspace_root().join("deploy/helm/podcred");
+    let rendered = integration::kube::helm_template(
+        &chart,
+        "podcred-webhook",
+        "podcred-system",
+        &[
+            "pki.certManager.enabled=false",
+            "config.podIdentityWebhookMap.enabled=true",
+        ],
+    );
+    // Create the chart's RBAC objects for real.
+    let rbac: String = serde_yaml::Deserializer::from_str(&rendered)
+        .map(|doc| -> Value { serde::Deserialize::deserialize(doc).expect("YAML") })
+        .filter(|doc| {
+            [
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "ServiceAccount",
+            ]
+            .contains(&doc["kind"].as_str().unwrap_or_default())
+        })
+        .map(|doc| format!("---\n{}", serde_yaml::to_string(&doc).expect("YAML")))
+        .collect();
+    create_for_real(&client, &rbac).await;
+
+    // The webhook authenticates as its ServiceAccount's user name (a client certificate here).
+    let kubeconfig = plane.user_kubeconfig(
+        "system:serviceaccount:podcred-system:podcred-webhook",
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:podcred-system",
+        ],
+    );
+    let identities = plane.dir().join("identities.json");
+    std::fs::write(&identities, r#"{"identities":[]}"#).expect("identities file");
+    let args = chart_webhook_args(&rendered, &identities);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let webhook = WebhookProcess::start_with_kubeconfig(
+        &plane,
+        &kubeconfig,
+        WebhookImpl::Podcred,
+        "rbac-scoped",
+        &args,
+    )
+    .await;
+    Registration::for_webhook("podcred-rbac", &webhook)
+        .apply(&client)
+        .await;
+    create_namespace(&client, "apps").await;
+    // Created right before the pod: served through the grace-period GET (needs `get`), or the watch.
+    create_service_account(
+        &client,
+        "apps",
+        "reader",
+        &[("eks.amazonaws.com/role-arn", ROLE)],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored = create_pod(&client, "apps", &pod_json("p", "reader", json!({})), true).await;
+        if is_irsa_mutated(&stored) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook with the chart's RBAC did not mutate; log:\n{}",
+            webhook.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = webhook.log();
+    assert!(
+        !log.to_ascii_lowercase().contains("forbidden"),
+        "the chart's RBAC is missing a permission:\n{log}"
+    );
+}
+
+/// Creates every object of a multi-document YAML for real (RBAC set-up).
+async fn create_for_real(client: &Client, yaml: &str) {
+    use kube::api::{DynamicObject, GroupVersionKind};
+    use kube::discovery::{Discovery, Scope};
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("API discovery");
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let value: Value = serde::Deserialize::deserialize(document).expect("YAML");
+        if value.is_null() {
+            continue;
+        }
+        let api_version = value["apiVersion"].as_str().expect("apiVersion");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, value["kind"].as_str().expect("kind"));
+        let (resource, capabilities) = discovery.resolve_gvk(&gvk).expect("known kind");
+        let object: DynamicObject = serde_json::from_value(value).expect("object");
+        let api: Api<DynamicObject> = match capabilities.scope {
+            Scope::Namespaced => Api::namespaced_with(
+                client.clone(),
+                object.metadata.namespace.as_deref().unwrap_or("default"),
+                &resource,
+            ),
+            Scope::Cluster => Api::all_with(client.clone(), &resource),
+        };
+        api.create(&PostParams::default(), &object)
+            .await
+            .unwrap_or_else(|e| panic!("create {gvk:?}: {e}"));
+    }
+}
+
 /// The webhook container's arguments from a rendered chart, minus what [`WebhookProcess`] sets itself, with
 /// the container-credentials file pointed at `identities`.
 fn chart_webhook_args(rendered: &str, identities: &std::path::Path) -> Vec<String> {
