@@ -345,7 +345,7 @@ spec:
             };
             let got = config.routes.resolve(&view).map(RouteRule::label);
             assert_eq!(
-                got.as_deref(),
+                got,
                 *expected,
                 "{method} {path} {headers:?} {query:?} host={host}"
             );
