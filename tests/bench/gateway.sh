@@ -88,7 +88,7 @@ spec:
 EOF
 # Static keys through the standard chain's environment provider: every request is still SigV4-signed.
 AWS_ACCESS_KEY_ID=AKIDBENCHEXAMPLE AWS_SECRET_ACCESS_KEY=bench-secret AWS_SESSION_TOKEN=bench-session-token \
-TOKIO_WORKER_THREADS=2 RUST_LOG=warn \
+RUST_LOG=warn \
   "$TARGET_DIR/release/gateway" --config "$WORK/routes.yaml" --listen "127.0.0.1:$GATEWAY_PORT" \
     --admin-listen "127.0.0.1:$ADMIN_PORT" --access-log=false --no-watch 2>"$WORK/gateway.log" &
 PIDS+=($!)
@@ -157,7 +157,7 @@ declare -A URL=(
 {
   echo "gateway benchmark $STAMP — $(nproc) cores (shared), $(uname -r), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $($NGINX -v 2>&1 | sed 's/.*: //')"
   echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (throughput), wrk -t1 -c1 -d$DURATION (latency); $ROUNDS rounds, alternating"
-  echo "gateway: release, 2 tokio workers, SigV4 signing per request, access log off; nginx: 2 workers, upstream keepalive, access log off"
+  echo "gateway: release, default --workers (one per CPU = $(nproc)), SigV4 signing per request, access log off; nginx: 2 workers, upstream keepalive, access log off"
 } | tee "$OUT"
 
 declare -A RPS P50 P99 LAT50 LAT99
