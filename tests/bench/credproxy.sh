@@ -9,7 +9,7 @@
 #   2. saves the credentials JSON credproxy serves and starts Debian nginx (config in a temp dir)
 #      serving those exact bytes at /v1/credentials as a static file, keep-alive;
 #   3. for each pair (1 worker each, then 2 each): oha at a fixed RATE for DURATION (p50/p99, with
-#      latency correction), one connection at 1,000 rps (unqueued per-request latency), then oha at
+#      latency correction), one connection at 1,000 rps (per-request latency, uncorrected), then oha at
 #      saturation (throughput), alternating targets; plus credproxy's own server-side histogram;
 #   4. records credproxy's RSS idle and its peak (VmHWM) under load, and the STS call count (must be 1).
 set -euo pipefail
@@ -141,9 +141,9 @@ print(pct(0.5), pct(0.99))
 PY
 }
 
-run_oha() { # name url outfile extra... (extra may override -c)
-  local name=$1 url=$2 out=$3; shift 3
-  "$OHA" --no-tui --output-format json -z "$DURATION" -c "$CONNECTIONS" \
+run_oha() { # connections url outfile extra...
+  local conns=$1 url=$2 out=$3; shift 3
+  "$OHA" --no-tui --output-format json -z "$DURATION" -c "$conns" \
     -H "Authorization: $(cat "$WORK/auth-token")" "$@" "$url" >"$out"
 }
 
@@ -166,15 +166,16 @@ for threads in 1 2; do
   cmp -s "$WORK/credentials.json" <(curl -fsS "$NG_URL") || { echo "nginx serves different bytes" >&2; exit 1; }
 
   curl -fsS "http://$CP_METRICS/metrics" >"$WORK/metrics-before"
-  run_oha credproxy "$CP_URL" "$WORK/cp-rate.json" -q "$RATE" --latency-correction
+  run_oha "$CONNECTIONS" "$CP_URL" "$WORK/cp-rate.json" -q "$RATE" --latency-correction
   curl -fsS "http://$CP_METRICS/metrics" >"$WORK/metrics-after"
   server_pct=$(server_percentiles "$WORK/metrics-before" "$WORK/metrics-after")
-  run_oha nginx "$NG_URL" "$WORK/ng-rate.json" -q "$RATE" --latency-correction
-  # One keep-alive connection at a modest rate: per-request latency without queueing.
-  run_oha credproxy "$CP_URL" "$WORK/cp-one.json" -q 1000 --latency-correction -c 1
-  run_oha nginx "$NG_URL" "$WORK/ng-one.json" -q 1000 --latency-correction -c 1
-  run_oha credproxy "$CP_URL" "$WORK/cp-sat.json"
-  run_oha nginx "$NG_URL" "$WORK/ng-sat.json"
+  run_oha "$CONNECTIONS" "$NG_URL" "$WORK/ng-rate.json" -q "$RATE" --latency-correction
+  # One keep-alive connection at a modest rate: per-request latency without queueing (no
+  # latency correction here, so one scheduler hiccup of the shared machine is not multiplied).
+  run_oha 1 "$CP_URL" "$WORK/cp-one.json" -q 1000
+  run_oha 1 "$NG_URL" "$WORK/ng-one.json" -q 1000
+  run_oha "$CONNECTIONS" "$CP_URL" "$WORK/cp-sat.json"
+  run_oha "$CONNECTIONS" "$NG_URL" "$WORK/ng-sat.json"
   peak_rss=$(hwm_kib "$CP_PID")
   for f in cp-rate ng-rate cp-one ng-one cp-sat ng-sat; do cp "$WORK/$f.json" "$RESULTS/credproxy-$STAMP-$f-$threads.json"; done
   sts_calls=$(curl -fsS "http://$CP_METRICS/metrics" | awk '/^credproxy_sts_requests_total/ {s+=$2} END {print s+0}')
