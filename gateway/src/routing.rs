@@ -345,8 +345,7 @@ spec:
             };
             let got = config.routes.resolve(&view).map(RouteRule::label);
             assert_eq!(
-                got,
-                *expected,
+                got, *expected,
                 "{method} {path} {headers:?} {query:?} host={host}"
             );
         }

@@ -646,13 +646,23 @@ pub fn watch_config(gateway: Arc<Gateway>) -> notify::Result<notify::Recommended
     for dir in &dirs {
         watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
     }
+    // Mounted Secrets (`--secrets-dir`) rotate too.
+    if let Some(dir) = &gateway.load_options.secrets_dir {
+        watcher.watch(dir, notify::RecursiveMode::Recursive)?;
+    }
     tokio::spawn(async move {
-        let mut last = fingerprint(&gateway.config_paths);
+        let mut last = fingerprint(
+            &gateway.config_paths,
+            gateway.load_options.secrets_dir.as_deref(),
+        );
         while rx.recv().await.is_some() {
             // Debounce: editors and kubelet write in several steps.
             tokio::time::sleep(Duration::from_millis(200)).await;
             while rx.try_recv().is_ok() {}
-            let now = fingerprint(&gateway.config_paths);
+            let now = fingerprint(
+                &gateway.config_paths,
+                gateway.load_options.secrets_dir.as_deref(),
+            );
             if now == last {
                 continue;
             }
@@ -664,6 +674,19 @@ pub fn watch_config(gateway: Arc<Gateway>) -> notify::Result<notify::Recommended
 }
 
 /// Contents of the config files (and of the Secret files they may use), to skip reloads when nothing changed.
-fn fingerprint(paths: &[PathBuf]) -> Vec<Option<Vec<u8>>> {
-    paths.iter().map(|p| std::fs::read(p).ok()).collect()
+fn fingerprint(paths: &[PathBuf], secrets_dir: Option<&std::path::Path>) -> Vec<Option<Vec<u8>>> {
+    let mut contents: Vec<Option<Vec<u8>>> = paths.iter().map(|p| std::fs::read(p).ok()).collect();
+    if let Some(dir) = secrets_dir {
+        let mut secrets: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|entry| {
+                ["accessKey", "secretKey", "sessionToken"].map(|k| entry.path().join(k))
+            })
+            .collect();
+        secrets.sort();
+        contents.extend(secrets.iter().map(|p| std::fs::read(p).ok()));
+    }
+    contents
 }
