@@ -879,6 +879,17 @@ async fn rendered_chart_manifests_and_examples_are_accepted_by_the_api_server() 
     let chart = integration::workspace_root().join("deploy/helm/podcred");
     create_namespace(&client, "podcred-system").await;
 
+    let lint = std::process::Command::new(integration::kube::peer_bin("helm", "install-kube.sh"))
+        .args(["lint", "--strict"])
+        .arg(&chart)
+        .output()
+        .expect("run helm lint");
+    assert!(
+        lint.status.success(),
+        "helm lint --strict: {}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+
     // Everything enabled, self-signed PKI (no cert-manager needed).
     let full = integration::kube::helm_template(
         &chart,
