@@ -93,8 +93,7 @@ impl ControlPlane {
         .expect("issue API server certificate");
         write(dir.path().join("apiserver.crt"), &serving.cert_pem);
         write(dir.path().join("apiserver.key"), &serving.key_pem);
-        // The API server's own client certificate for calling admission webhooks is not needed (webhooks
-        // do not require client auth); this key signs and verifies service-account tokens.
+        // Fresh per run: signs (and verifies) the service-account tokens TokenRequest issues.
         let sa_key = rcgen::KeyPair::generate().expect("generate service-account signing key");
         write(dir.path().join("sa.key"), &sa_key.serialize_pem());
         write(dir.path().join("sa.pub"), &sa_key.public_key_pem());
@@ -229,8 +228,8 @@ impl ControlPlane {
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--authorization-mode=RBAC".into(),
-            // MutatingAdmissionWebhook is in the default plugin set; ServiceAccount too (pods get the
-            // kube-api-access volume as on a real cluster, and must name an existing ServiceAccount).
+            // Added to the default plugin set (which already has them, with ServiceAccount: pods get the
+            // kube-api-access volume as on a real cluster and must name an existing ServiceAccount).
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook".into(),
             // No controller-manager runs, so nothing would reconcile the kubernetes Service endpoints.
             "--endpoint-reconciler-type=none".into(),
