@@ -10,7 +10,7 @@
 //! `target/differential-report.md` (and printed).
 //!
 //! `PODCRED_DIFF_SELF_CHECK=1` compares upstream with itself (checks the harness: no differences at all).
-//! `PODCRED_DIFF_GENERATED=<n>` (default 300) and `PODCRED_DIFF_SEED=<u64>` control the generated pods.
+//! `PODCRED_DIFF_GENERATED=<n>` (default 1000) and `PODCRED_DIFF_SEED=<u64>` control the generated pods.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -546,15 +546,20 @@ fn normalise(value: &Value) -> Value {
     }
 }
 
-/// Container-credentials expiration jitter: any value in [79200, 86400] on both sides is the same draw.
+/// Container-credentials expiration jitter: any value in [79200, 86400] (inclusive) on both sides is the
+/// same draw. Only for pods the webhook put in container-credentials mode (labelled), so an IRSA pod that
+/// got jitter would still show up as a difference.
 fn unjitter(pod: &mut Value) {
+    if pod["metadata"]["labels"]["eks.amazonaws.com/pod-identity"] != "enabled" {
+        return;
+    }
     if let Some(volumes) = pod["spec"]["volumes"].as_array_mut() {
         for volume in volumes {
             if let Some(sources) = volume["projected"]["sources"].as_array_mut() {
                 for source in sources {
                     let token = &mut source["serviceAccountToken"];
                     if let Some(exp) = token["expirationSeconds"].as_i64() {
-                        if (79_200..86_400).contains(&exp) {
+                        if (79_200..=86_400).contains(&exp) {
                             token["expirationSeconds"] = json!("jittered");
                         }
                     }
@@ -699,7 +704,7 @@ async fn upstream_and_podcred_produce_the_same_pods() {
     let generated_count: usize = std::env::var("PODCRED_DIFF_GENERATED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(1000);
     let seed: u64 = std::env::var("PODCRED_DIFF_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -861,7 +866,7 @@ async fn upstream_and_podcred_produce_the_same_pods() {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "# Differential test: upstream v0.6.17 vs {}\n\n{} admissions ({} upstream fixtures, {} generated, seed {seed:#x}); \
+        "# Differential test: upstream v0.6.17 vs {}\n\n{} admissions ({} mutation fixtures, {} generated, seed {seed:#x}); \
          {} mutated; {} resulting pods identical after normalisation.\n",
         if self_check { "upstream (self-check)" } else { "podcred" },
         report.compared,
