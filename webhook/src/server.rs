@@ -269,9 +269,12 @@ pub async fn serve(
     let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(listeners.tls);
     let webhook_server =
         axum_server::tls_rustls::from_tcp_rustls(listeners.webhook, rustls_config)?
+            // Small admission responses must not wait for Nagle's delayed-ACK dance (Go sets this too).
+            .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
             .handle(webhook_handle.clone())
             .serve(webhook_router(state.clone()).into_make_service());
     let metrics_server = axum_server::from_tcp(listeners.metrics)?
+        .acceptor(axum_server::accept::NoDelayAcceptor::new())
         .handle(metrics_handle.clone())
         .serve(metrics_router(state).into_make_service());
     tracing::info!("Listening on {webhook_addr}");
