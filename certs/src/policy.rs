@@ -21,6 +21,17 @@ pub enum TlsVersion {
     V1_3,
 }
 
+impl std::fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsVersion::V1_0 => "TLS 1.0",
+            TlsVersion::V1_1 => "TLS 1.1",
+            TlsVersion::V1_2 => "TLS 1.2",
+            TlsVersion::V1_3 => "TLS 1.3",
+        })
+    }
+}
+
 impl TlsVersion {
     /// The versions rustls will negotiate for this minimum (1.0 and 1.1 do not exist in rustls).
     pub fn effective(self) -> &'static [&'static SupportedProtocolVersion] {
@@ -36,11 +47,25 @@ impl TlsVersion {
 
 /// TLS settings from the command line. `Default` = rustls defaults (TLS 1.2–1.3, all AEAD suites), which
 /// matches Go's current server defaults.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TlsPolicy {
     pub min_version: Option<TlsVersion>,
     /// TLS 1.2 suites to allow, in order; `None` = all.
     pub tls12_cipher_suites: Option<Vec<SupportedCipherSuite>>,
+}
+
+impl TlsPolicy {
+    /// A minimum of 1.0/1.1 is accepted for drop-in compatibility but negotiates TLS 1.2 at least: the line
+    /// to log once at startup so the difference is visible. `None` for every other minimum.
+    pub fn raised_min_version_warning(&self) -> Option<String> {
+        match self.min_version? {
+            requested @ (TlsVersion::V1_0 | TlsVersion::V1_1) => Some(format!(
+                "--tls-min-version asks for {requested}, which rustls does not implement: \
+                 the effective minimum is TLS 1.2 (rustls' floor)"
+            )),
+            TlsVersion::V1_2 | TlsVersion::V1_3 => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,8 +78,9 @@ pub enum TlsPolicyError {
     UnknownCipherSuite(String),
     #[error(
         "invalid tls-cipher-suites: {0} is a Go cipher suite that rustls does not implement \
-         (only ECDHE suites with AES-GCM or ChaCha20-Poly1305 are available: {supported}); remove it from --tls-cipher-suites",
-        supported = SUPPORTED_NAMES.join(", ")
+         (no CBC, RC4, 3DES or RSA key exchange); remove it from --tls-cipher-suites and use ECDHE suites \
+         with AES-GCM or ChaCha20-Poly1305 instead: {supported} (TLS 1.3 suites are always enabled)",
+        supported = TLS12_NAMES.join(", ")
     )]
     NotImplemented(String),
 }
@@ -107,16 +133,15 @@ const IMPLEMENTED: &[(&str, SupportedCipherSuite)] = &[
     ),
 ];
 
-const SUPPORTED_NAMES: &[&str] = &[
+/// The TLS 1.2 names to suggest instead of a suite rustls does not implement (the first six of [`IMPLEMENTED`];
+/// the aliases are left out).
+const TLS12_NAMES: &[&str] = &[
     "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
     "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
     "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
     "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
-    "TLS_AES_128_GCM_SHA256",
-    "TLS_AES_256_GCM_SHA384",
-    "TLS_CHACHA20_POLY1305_SHA256",
 ];
 
 /// TLS 1.3 names: accepted, no effect (always enabled, as in Go).
@@ -264,6 +289,57 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("remove it from --tls-cipher-suites"), "{err}");
+        assert!(
+            err.contains("instead: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "),
+            "{err}"
+        );
+        // A Go suite rustls lacks is rejected even after valid names.
+        assert_eq!(
+            parse_cipher_suites(
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA"
+            ),
+            Err(TlsPolicyError::NotImplemented(
+                "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn go_chacha_aliases_and_duplicates_collapse() {
+        let chosen = parse_cipher_suites(
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,TLS_AES_256_GCM_SHA384",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            chosen.iter().map(|s| s.suite()).collect::<Vec<_>>(),
+            vec![suites::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256.suite()]
+        );
+    }
+
+    #[test]
+    fn min_versions_below_rustls_floor_mean_tls12_and_say_so() {
+        for version in [TlsVersion::V1_0, TlsVersion::V1_1] {
+            assert_eq!(version.effective(), TlsVersion::V1_2.effective());
+            let policy = TlsPolicy {
+                min_version: Some(version),
+                tls12_cipher_suites: None,
+            };
+            let warning = policy.raised_min_version_warning().expect("warning");
+            assert!(warning.contains(&version.to_string()), "{warning}");
+            assert!(
+                warning.contains("the effective minimum is TLS 1.2"),
+                "{warning}"
+            );
+        }
+        assert_eq!(TlsVersion::V1_3.effective(), &[&rustls::version::TLS13]);
+        for min_version in [None, Some(TlsVersion::V1_2), Some(TlsVersion::V1_3)] {
+            let policy = TlsPolicy {
+                min_version,
+                tls12_cipher_suites: None,
+            };
+            assert_eq!(policy.raised_min_version_warning(), None, "{min_version:?}");
+        }
     }
 
     #[test]
@@ -278,5 +354,16 @@ mod tests {
                 "{name}"
             );
         }
+        // The suggestions are exactly the implemented TLS 1.2 suites (aliases aside).
+        for name in TLS12_NAMES {
+            assert!(IMPLEMENTED.iter().any(|(known, _)| known == name), "{name}");
+        }
+        let mut distinct = Vec::new();
+        for (_, suite) in IMPLEMENTED {
+            if !distinct.contains(&suite.suite()) {
+                distinct.push(suite.suite());
+            }
+        }
+        assert_eq!(distinct.len(), TLS12_NAMES.len());
     }
 }

@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
-use rustls::SupportedCipherSuite;
 
 use crate::mutate::{ContainerCredentialsSettings, MutateConfig};
 use crate::sidecar::{SidecarConfig, SidecarMode};
@@ -50,33 +49,6 @@ pub struct Rejected {
     pub exit_code: i32,
     /// One line per problem (a usage error may be a multi-line clap message in one entry).
     pub messages: Vec<String>,
-}
-
-/// `--tls-min-version`, restricted to what rustls implements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TlsMinVersion {
-    Tls12,
-    Tls13,
-}
-
-/// TLS settings from `--tls-min-version` and `--tls-cipher-suites`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TlsSettings {
-    /// `None` = rustls default (TLS 1.2 and 1.3).
-    pub min_version: Option<TlsMinVersion>,
-    /// `None` = the aws-lc-rs provider's defaults. `Some` = every TLS 1.3 suite (Go ignores the list for
-    /// TLS 1.3, so do we) followed by the listed TLS 1.2 suites, in the order given.
-    pub cipher_suites: Option<Vec<SupportedCipherSuite>>,
-}
-
-impl TlsSettings {
-    /// Protocol versions to enable, for `rustls::ServerConfig::builder_with_protocol_versions`.
-    pub fn protocol_versions(&self) -> Vec<&'static rustls::SupportedProtocolVersion> {
-        match self.min_version {
-            Some(TlsMinVersion::Tls13) => vec![&rustls::version::TLS13],
-            _ => vec![&rustls::version::TLS13, &rustls::version::TLS12],
-        }
-    }
 }
 
 /// Output format of the logs (`--log-format`).
@@ -120,7 +92,9 @@ pub struct Config {
     pub kube_api: Option<String>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
-    pub tls: TlsSettings,
+    /// `--tls-min-version` / `--tls-cipher-suites`, mapped by [`certs::parse_min_version`] and
+    /// [`certs::parse_cipher_suites`]. A minimum of 1.0/1.1 is kept as given (it means TLS 1.2; main warns).
+    pub tls: certs::TlsPolicy,
     /// `--in-cluster` (always false in a validated `Serve` config; may be true for `inject`, where it is unused).
     pub in_cluster: bool,
     pub service_name: String,
@@ -258,9 +232,12 @@ fn finish(problems: Vec<String>) -> Result<(), Rejected> {
 fn validate(flags: &ServerFlags, problems: &mut Vec<String>) -> Config {
     let port = port_flag("--port", flags.port, problems);
     let metrics_port = port_flag("--metrics-port", flags.metrics_port, problems);
-    let tls = TlsSettings {
-        min_version: tls_min_version(&flags.tls_min_version, problems),
-        cipher_suites: tls_cipher_suites(&flags.tls_cipher_suites, problems),
+    let tls = certs::TlsPolicy {
+        min_version: tls_flag(certs::parse_min_version(&flags.tls_min_version), problems),
+        tls12_cipher_suites: tls_flag(
+            certs::parse_cipher_suites(&flags.tls_cipher_suites),
+            problems,
+        ),
     };
     if flags.annotation_prefix.is_empty() {
         problems.push("--annotation-prefix must not be empty".to_string());
@@ -351,106 +328,15 @@ fn port_flag(name: &str, value: i64, problems: &mut Vec<String>) -> u16 {
     }
 }
 
-fn tls_min_version(value: &str, problems: &mut Vec<String>) -> Option<TlsMinVersion> {
-    match value {
-        "" => None,
-        "1.2" | "VersionTLS12" => Some(TlsMinVersion::Tls12),
-        "1.3" | "VersionTLS13" => Some(TlsMinVersion::Tls13),
-        "1.0" | "VersionTLS10" | "1.1" | "VersionTLS11" => {
-            problems.push(format!(
-                "--tls-min-version={value}: TLS 1.0 and 1.1 are not implemented by rustls; use 1.2 or 1.3"
-            ));
-            None
-        }
-        other => {
-            // Upstream's message.
-            problems.push(format!(
-                "Invalid value for tls-min-version unsupported version {other}"
-            ));
-            None
-        }
-    }
-}
-
-/// Go cipher-suite names rustls (aws-lc-rs provider) implements.
-fn rustls_suite(name: &str) -> Option<SupportedCipherSuite> {
-    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
-    Some(match name {
-        "TLS_AES_128_GCM_SHA256" => cs::TLS13_AES_128_GCM_SHA256,
-        "TLS_AES_256_GCM_SHA384" => cs::TLS13_AES_256_GCM_SHA384,
-        "TLS_CHACHA20_POLY1305_SHA256" => cs::TLS13_CHACHA20_POLY1305_SHA256,
-        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
-        | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
-            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-        }
-        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
-            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-        }
-        _ => return None,
+/// A TLS flag parsed by the certs crate (the single mapping onto rustls): its error is one problem line.
+fn tls_flag<T>(
+    parsed: Result<Option<T>, certs::TlsPolicyError>,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    parsed.unwrap_or_else(|err| {
+        problems.push(err.to_string());
+        None
     })
-}
-
-/// Go cipher-suite names (secure and insecure) that rustls does not implement (CBC, RC4, 3DES, RSA key exchange).
-const GO_ONLY_SUITES: &[&str] = &[
-    "TLS_RSA_WITH_RC4_128_SHA",
-    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
-    "TLS_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_RSA_WITH_AES_128_CBC_SHA256",
-    "TLS_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
-    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
-];
-
-fn tls_cipher_suites(value: &str, problems: &mut Vec<String>) -> Option<Vec<SupportedCipherSuite>> {
-    // Upstream: entries whitespace-trimmed, empty entries skipped, empty list = defaults.
-    let names: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if names.is_empty() {
-        return None;
-    }
-    let mut tls12 = Vec::new();
-    for name in names {
-        match rustls_suite(name) {
-            Some(suite) => {
-                if suite.version() == &rustls::version::TLS12 && !tls12.contains(&suite) {
-                    tls12.push(suite);
-                }
-            }
-            None if GO_ONLY_SUITES.contains(&name) => problems.push(format!(
-                "--tls-cipher-suites: {name} is not implemented by rustls (no CBC, RC4, 3DES or RSA key exchange); \
-                 supported TLS 1.2 suites: TLS_ECDHE_{{ECDSA,RSA}}_WITH_{{AES_128_GCM_SHA256,AES_256_GCM_SHA384,CHACHA20_POLY1305_SHA256}}"
-            )),
-            // Upstream's message.
-            None => problems.push(format!(
-                "invalid tls-cipher-suites: unsupported cipher suite: {name}"
-            )),
-        }
-    }
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let mut suites: Vec<SupportedCipherSuite> = provider
-        .cipher_suites
-        .iter()
-        .copied()
-        .filter(|s| s.version() == &rustls::version::TLS13)
-        .collect();
-    suites.extend(tls12);
-    Some(suites)
 }
 
 fn sidecar_config(flags: &ServerFlags, problems: &mut Vec<String>) -> Option<SidecarConfig> {
@@ -653,10 +539,12 @@ struct ServerFlags {
     /// (out-of-cluster) TLS certificate file path
     #[arg(long = "tls-cert", default_value = "/etc/webhook/certs/tls.crt")]
     tls_cert: String,
-    /// Comma-separated list of TLS cipher suites (Go/IANA names). Empty = defaults
+    /// Comma-separated list of TLS 1.2 cipher suites (Go/IANA names; TLS 1.3 suites are always on). Only
+    /// ECDHE AES-GCM/ChaCha20 suites are available. Empty = defaults
     #[arg(long = "tls-cipher-suites", default_value = "")]
     tls_cipher_suites: String,
-    /// Minimum TLS version: 1.2, 1.3, VersionTLS12 or VersionTLS13. Empty = default
+    /// Minimum TLS version: 1.0, 1.1, 1.2, 1.3 or VersionTLS10…VersionTLS13 (1.0 and 1.1 mean 1.2, the
+    /// lowest version rustls implements). Empty = default
     #[arg(long = "tls-min-version", default_value = "")]
     tls_min_version: String,
     /// Use in-cluster CSR certificates (upstream's broken mode: rejected; pass --in-cluster=false)

@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 use webhook::admission::Admission;
 use webhook::cache::{self, AnnotationDefaults, LiveIdentities, ServiceAccountCache};
-use webhook::config::{self, Command, Config, LogConfig, LogFormat, TlsMinVersion};
+use webhook::config::{self, Command, Config, LogConfig, LogFormat};
 use webhook::container_credentials::{self, ContainerCredentials};
 use webhook::metrics::Metrics;
 use webhook::server::{self, AppState, Listeners};
@@ -134,14 +134,10 @@ async fn serve(config: Config) -> Result<(), String> {
     // Everything that can fail on bad input happens before binding.
     let resolver = certs::ReloadingCertResolver::load(&config.tls_cert, &config.tls_key)
         .map_err(|e| format!("cannot load --tls-cert/--tls-key: {e}"))?;
-    let policy = certs::TlsPolicy {
-        min_version: config.tls.min_version.map(|v| match v {
-            TlsMinVersion::Tls12 => certs::TlsVersion::V1_2,
-            TlsMinVersion::Tls13 => certs::TlsVersion::V1_3,
-        }),
-        tls12_cipher_suites: config.tls.cipher_suites.clone(),
-    };
-    let tls = certs::server_config(resolver.clone(), &policy, &[b"h2", b"http/1.1"])
+    if let Some(warning) = config.tls.raised_min_version_warning() {
+        tracing::warn!("{warning}");
+    }
+    let tls = certs::server_config(resolver.clone(), &config.tls, &[b"h2", b"http/1.1"])
         .map_err(|e| format!("invalid TLS settings: {e}"))?;
     let client = kube_client(&config).await?;
     let compose_role_arn = if config.compose_role_arn {

@@ -25,8 +25,7 @@ fn defaults_match_upstream() {
     assert_eq!(c.kube_api, None);
     assert_eq!(c.tls_key, PathBuf::from("/etc/webhook/certs/tls.key"));
     assert_eq!(c.tls_cert, PathBuf::from("/etc/webhook/certs/tls.crt"));
-    assert_eq!(c.tls.min_version, None);
-    assert_eq!(c.tls.cipher_suites, None);
+    assert_eq!(c.tls, certs::TlsPolicy::default());
     assert_eq!(c.service_name, "pod-identity-webhook");
     assert_eq!(c.namespace, "eks");
     assert_eq!(c.tls_secret, "pod-identity-webhook");
@@ -202,26 +201,19 @@ fn token_expiration_is_clamped() {
 }
 
 #[test]
-fn tls_versions() {
-    assert_eq!(
-        serve(&["--tls-min-version=1.2"]).tls.min_version,
-        Some(TlsMinVersion::Tls12)
-    );
-    assert_eq!(
-        serve(&["--tls-min-version=VersionTLS13"]).tls.min_version,
-        Some(TlsMinVersion::Tls13)
-    );
-    assert_eq!(
-        serve(&["--tls-min-version=1.3"])
-            .tls
-            .protocol_versions()
-            .len(),
-        1
-    );
-    let r = rejected(&["webhook", "--in-cluster=false", "--tls-min-version=1.0"]);
-    assert_eq!(r.exit_code, 64);
-    assert!(r.messages[0].contains("rustls"), "{:?}", r.messages);
+fn tls_min_version_is_parsed_by_certs() {
+    for (value, expected) in [
+        ("1.2", certs::TlsVersion::V1_2),
+        ("VersionTLS12", certs::TlsVersion::V1_2),
+        ("1.3", certs::TlsVersion::V1_3),
+        ("VersionTLS13", certs::TlsVersion::V1_3),
+    ] {
+        let c = serve(&[&format!("--tls-min-version={value}")]);
+        assert_eq!(c.tls.min_version, Some(expected), "{value}");
+        assert_eq!(c.tls.raised_min_version_warning(), None, "{value}");
+    }
     let r = rejected(&["webhook", "--in-cluster=false", "--tls-min-version=1.4"]);
+    assert_eq!(r.exit_code, 64);
     assert_eq!(
         r.messages,
         vec!["Invalid value for tls-min-version unsupported version 1.4"]
@@ -229,16 +221,37 @@ fn tls_versions() {
 }
 
 #[test]
-fn tls_cipher_suites_map_onto_rustls() {
+fn tls_min_version_below_1_2_is_accepted_for_existing_deployments() {
+    for (value, expected) in [
+        ("1.0", certs::TlsVersion::V1_0),
+        ("VersionTLS10", certs::TlsVersion::V1_0),
+        ("1.1", certs::TlsVersion::V1_1),
+        ("VersionTLS11", certs::TlsVersion::V1_1),
+    ] {
+        let c = serve(&[&format!("--tls-min-version={value}")]);
+        assert_eq!(c.tls.min_version, Some(expected), "{value}");
+        // What main logs once at startup.
+        let warning = c.tls.raised_min_version_warning().expect(value);
+        assert!(
+            warning.contains("effective minimum is TLS 1.2"),
+            "{warning}"
+        );
+    }
+}
+
+#[test]
+fn tls_cipher_suites_are_parsed_by_certs() {
     let c = serve(&[
-        "--tls-cipher-suites= TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 ",
+        "--tls-cipher-suites= TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,,TLS_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 ",
     ]);
-    let suites = c.tls.cipher_suites.expect("suites");
-    let tls12: Vec<_> = suites
+    let tls12: Vec<_> = c
+        .tls
+        .tls12_cipher_suites
+        .expect("suites")
         .iter()
-        .filter(|s| s.version() == &rustls::version::TLS12)
         .map(|s| format!("{:?}", s.suite()))
         .collect();
+    // In order; the TLS 1.3 name is accepted and ignored, as in Go.
     assert_eq!(
         tls12,
         vec![
@@ -246,16 +259,41 @@ fn tls_cipher_suites_map_onto_rustls() {
             "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
         ]
     );
-    assert_eq!(suites.len(), 5, "all three TLS 1.3 suites stay enabled");
-    assert_eq!(serve(&["--tls-cipher-suites= , "]).tls.cipher_suites, None);
+    assert_eq!(
+        serve(&["--tls-cipher-suites= , "]).tls.tls12_cipher_suites,
+        None
+    );
 }
 
 #[test]
-fn tls_cipher_suite_problems_one_line_each() {
+fn tls_cipher_suite_rustls_lacks_is_rejected_naming_the_alternatives() {
     let r = rejected(&[
         "webhook",
         "--in-cluster=false",
-        "--tls-cipher-suites=TLS_RSA_WITH_AES_128_CBC_SHA,NOPE,TLS_AES_128_GCM_SHA256",
+        "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_RSA_WITH_AES_128_CBC_SHA",
+    ]);
+    assert_eq!(r.exit_code, 64);
+    assert_eq!(r.messages.len(), 1, "{:#?}", r.messages);
+    let message = &r.messages[0];
+    assert!(
+        message.starts_with(
+            "invalid tls-cipher-suites: TLS_RSA_WITH_AES_128_CBC_SHA is a Go cipher suite that rustls does not implement"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("instead: TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+        "{message}"
+    );
+}
+
+#[test]
+fn tls_flag_problems_are_one_line_each_among_others() {
+    let r = rejected(&[
+        "webhook",
+        "--in-cluster=false",
+        "--tls-min-version=tls1.2",
+        "--tls-cipher-suites=NOPE,TLS_RSA_WITH_AES_128_CBC_SHA",
         "--port=70000",
         "--sidecar-image=x",
         "--sidecar-mode=pod",
@@ -264,8 +302,8 @@ fn tls_cipher_suite_problems_one_line_each() {
     assert_eq!(r.messages.len(), 4, "{:#?}", r.messages);
     assert!(r
         .messages
-        .iter()
-        .any(|m| m.contains("TLS_RSA_WITH_AES_128_CBC_SHA is not implemented by rustls")));
+        .contains(&"Invalid value for tls-min-version unsupported version tls1.2".to_string()));
+    // Upstream's message; like Go, the first bad name is the one reported.
     assert!(r
         .messages
         .contains(&"invalid tls-cipher-suites: unsupported cipher suite: NOPE".to_string()));
