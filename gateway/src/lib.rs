@@ -14,7 +14,6 @@ pub mod metrics;
 pub mod response;
 pub mod routing;
 pub mod server;
-pub mod sigv4;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

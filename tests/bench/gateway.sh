@@ -11,7 +11,8 @@
 # with 1 connection for DURATION (p50/p99). Reports requests/s, p50/p99, the gateway/nginx throughput ratio and
 # the median latency each proxy adds over the direct baseline. Both proxies have access logs off, 2 workers.
 #
-# Variables: DURATION (default 10s), CONNECTIONS (32), ROUNDS (2), THREADS (wrk threads, 2).
+# Variables: DURATION (default 10s), CONNECTIONS (32), ROUNDS (2), THREADS (wrk threads, 2),
+#   GATEWAY_BIN (default: the freshly built target/release/gateway; set it to an older build for an A/B run).
 # Output: stdout and bench-results/gateway-<timestamp>.txt
 set -euo pipefail
 
@@ -21,6 +22,7 @@ CONNECTIONS="${CONNECTIONS:-32}"
 ROUNDS="${ROUNDS:-2}"
 THREADS="${THREADS:-2}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+GATEWAY_BIN="${GATEWAY_BIN:-$TARGET_DIR/release/gateway}"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 RESULTS="$ROOT/bench-results"
 mkdir -p "$RESULTS"
@@ -89,7 +91,7 @@ EOF
 # Static keys through the standard chain's environment provider: every request is still SigV4-signed.
 AWS_ACCESS_KEY_ID=AKIDBENCHEXAMPLE AWS_SECRET_ACCESS_KEY=bench-secret AWS_SESSION_TOKEN=bench-session-token \
 RUST_LOG=warn \
-  "$TARGET_DIR/release/gateway" --config "$WORK/routes.yaml" --listen "127.0.0.1:$GATEWAY_PORT" \
+  "$GATEWAY_BIN" --config "$WORK/routes.yaml" --listen "127.0.0.1:$GATEWAY_PORT" \
     --admin-listen "127.0.0.1:$ADMIN_PORT" --access-log=false --no-watch 2>"$WORK/gateway.log" &
 PIDS+=($!)
 wait_port "$GATEWAY_PORT"
@@ -157,7 +159,7 @@ declare -A URL=(
 {
   echo "gateway benchmark $STAMP — $(nproc) cores (shared), $(uname -r), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $($NGINX -v 2>&1 | sed 's/.*: //')"
   echo "load: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (throughput), wrk -t1 -c1 -d$DURATION (latency); $ROUNDS rounds, alternating"
-  echo "gateway: release, default --workers (one per CPU = $(nproc)), SigV4 signing per request, access log off; nginx: 2 workers, upstream keepalive, access log off"
+  echo "gateway: $GATEWAY_BIN, release, default --workers (one per CPU = $(nproc)), SigV4 signing per request, access log off; nginx: 2 workers, upstream keepalive, access log off"
 } | tee "$OUT"
 
 declare -A RPS P50 P99 LAT50 LAT99
