@@ -5,17 +5,26 @@
 #                   <- gateway (seed manifests; AWS_CONTAINER_CREDENTIALS_FULL_URI) -> serverless-offline (echo)
 #   curl localhost:8080/echo -d '{"key1":"value1", "key2":"value2"}' -X POST
 #
-# Builds the workspace, installs the pinned peers (idempotent), prints the pod the webhook makes of the seed's
-# gateway Deployment, starts everything on 127.0.0.1, runs the seed's curl, prints the response, and stops
-# everything it started (also on Ctrl-C or failure).
+# Builds the workspace, installs the pinned peers (idempotent), runs `webhook inject` on the seed's gateway
+# Deployment + ServiceAccount (deploy/demo/gateway-pod.yaml: IRSA role annotation + podcred.dev/inject: "true")
+# and prints the mutated pod, then derives how to run the pod locally from that output (deploy/demo/
+# pod_to_local.py): the credproxy sidecar's args and env, the gateway container's args and env, each pod volume
+# as a directory under the demo's temp dir (printed), in-pod addresses on 127.0.0.1. It writes a demo
+# web-identity token where the projected token volume is mapped, starts credproxy (the native sidecar, first)
+# and the gateway on 127.0.0.1, runs the seed's curl, prints the response, and stops everything it started
+# (also on Ctrl-C or failure). The only settings not taken from the injected pod are the demo-local endpoints:
+# AWS_ENDPOINT_URL_STS (moto) for credproxy and AWS_ENDPOINT_URL_LAMBDA (serverless-offline) for the gateway;
+# both are printed as such.
 #
 # Variables:
-#   DEMO_AWS=1            use real AWS instead of moto + serverless-offline; then also set AWS_LAMBDA_REGION,
-#                         AWS_ACCOUNT_ID, AWS_ROLE_ARN (the seed's lambda-role) and AWS_WEB_IDENTITY_TOKEN_FILE
-#                         (a service-account token the role trusts); see gateway/README.md
+#   DEMO_AWS=1            use real AWS instead of moto + serverless-offline (no demo-local endpoints); then also
+#                         set AWS_LAMBDA_REGION, AWS_ACCOUNT_ID, AWS_ROLE_ARN (the seed's lambda-role, written
+#                         into the ServiceAccount's role-arn annotation before injection) and
+#                         AWS_WEB_IDENTITY_TOKEN_FILE (a service-account token the role trusts, copied to where
+#                         the pod's projected token is mapped); see gateway/README.md
 #   DEMO_SKIP_BUILD=1     do not run `cargo build` (binaries already in target/debug)
-#   GATEWAY_PORT          the seed's port, default 8080;  CREDPROXY_PORT default 9911 (metrics = +1);
-#   GATEWAY_ADMIN_PORT    default 9091
+#   GATEWAY_PORT          the seed's port, default 8080;  CREDPROXY_PORT default 9911 (metrics = +1; passed to
+#                         `webhook inject --sidecar-port`);  GATEWAY_ADMIN_PORT default 9091
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -92,18 +101,29 @@ for b in gateway credproxy webhook; do
   [[ -x "$BIN/$b" ]] || die "$BIN/$b missing: run cargo build --workspace --bins"
 done
 
-ROUTES="$ROOT/deploy/demo/seed-routes.yaml"
+SEED_POD="$ROOT/deploy/demo/gateway-pod.yaml"
+ROUTES_DIR="$WORK/config-maps/http-routes"   # the gateway's `routes` volume (configMap http-routes)
+mkdir -p "$ROUTES_DIR"
+cp "$ROOT/deploy/demo/seed-routes.yaml" "$ROUTES_DIR/seed-routes.yaml"
+PY="$CACHE/venv/bin/python"   # has PyYAML (moto depends on it)
 if [[ "${DEMO_AWS:-0}" == 1 ]]; then
   : "${AWS_LAMBDA_REGION:?DEMO_AWS=1 needs AWS_LAMBDA_REGION}" "${AWS_ACCOUNT_ID:?DEMO_AWS=1 needs AWS_ACCOUNT_ID}"
   : "${AWS_ROLE_ARN:?DEMO_AWS=1 needs AWS_ROLE_ARN}" "${AWS_WEB_IDENTITY_TOKEN_FILE:?DEMO_AWS=1 needs AWS_WEB_IDENTITY_TOKEN_FILE}"
+  [[ -r "$AWS_WEB_IDENTITY_TOKEN_FILE" ]] || die "AWS_WEB_IDENTITY_TOKEN_FILE=$AWS_WEB_IDENTITY_TOKEN_FILE is not readable"
   step "real AWS: Lambda in $AWS_LAMBDA_REGION, account $AWS_ACCOUNT_ID, role $AWS_ROLE_ARN"
-  sed -e "s/region: us-east-1/region: $AWS_LAMBDA_REGION/" -e "s/\"123456789012\"/\"$AWS_ACCOUNT_ID\"/" "$ROUTES" > "$WORK/seed-routes.yaml"
-  ROUTES="$WORK/seed-routes.yaml"
   REGION="$AWS_LAMBDA_REGION"
-  ROLE_ARN="$AWS_ROLE_ARN"
-  TOKEN_FILE="$AWS_WEB_IDENTITY_TOKEN_FILE"
-  STS_ENV=()
-  LAMBDA_ENV=()
+  USER_TOKEN_FILE="$AWS_WEB_IDENTITY_TOKEN_FILE"
+  # The seed's manifests with your region, account and role; everything else is the seed's.
+  sed -e "s/region: us-east-1/region: $REGION/" -e "s/\"123456789012\"/\"$AWS_ACCOUNT_ID\"/" \
+    "$ROOT/deploy/demo/seed-routes.yaml" > "$ROUTES_DIR/seed-routes.yaml"
+  sed -e "s|eks.amazonaws.com/role-arn: .*|eks.amazonaws.com/role-arn: $AWS_ROLE_ARN|" -e "s/value: us-east-1/value: $REGION/" \
+    "$SEED_POD" > "$WORK/gateway-pod.yaml"
+  SEED_POD="$WORK/gateway-pod.yaml"
+  # From here on only the injected pod's environment counts.
+  unset AWS_ROLE_ARN AWS_WEB_IDENTITY_TOKEN_FILE AWS_REGION AWS_DEFAULT_REGION
+  [[ -x "$PY" ]] || bash "$ROOT/tests/peers/install-moto.sh"
+  DEMO_LOCAL_SIDECAR_ENV=()
+  DEMO_LOCAL_APP_ENV=()
 else
   step "installing the pinned peers (idempotent): moto 5.2.5, serverless 3 + serverless-offline 13"
   bash "$ROOT/tests/peers/install-moto.sh"
@@ -125,49 +145,57 @@ else
   wait_port "$SLS_LAMBDA_PORT" serverless-offline 60
 
   REGION=us-east-1
-  ROLE_ARN="arn:aws:iam::123456789012:role/lambda-role"
+  USER_TOKEN_FILE=""
+  DEMO_LOCAL_SIDECAR_ENV=(AWS_ENDPOINT_URL_STS="http://127.0.0.1:$MOTO_PORT")
+  DEMO_LOCAL_APP_ENV=(AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$SLS_LAMBDA_PORT")
+fi
+
+SIDECAR_IMAGE=ghcr.io/podcred/credproxy:0.1.0
+GATEWAY_IMAGE=ghcr.io/podcred/gateway:0.1.0
+step "the pod the webhook makes of the seed's gateway Deployment + ServiceAccount"
+echo "\$ webhook inject --sidecar-image=$SIDECAR_IMAGE --sidecar-port=$CREDPROXY_PORT --aws-default-region=$REGION -f $SEED_POD"
+"$BIN/webhook" inject --sidecar-image="$SIDECAR_IMAGE" --sidecar-port="$CREDPROXY_PORT" --aws-default-region="$REGION" \
+  -f "$SEED_POD" >"$WORK/pod.yaml" 2>"$WORK/inject.log" || die "webhook inject failed: $(cat "$WORK/inject.log")"
+cat "$WORK/pod.yaml"
+
+step "running that pod on this machine: what comes from the injected pod, and where its paths live here"
+"$PY" "$ROOT/deploy/demo/pod_to_local.py" --pod "$WORK/pod.yaml" --root "$WORK/pod" --out "$WORK/pod.env" \
+  --sidecar credproxy --app gateway \
+  --image "$SIDECAR_IMAGE=$BIN/credproxy" --image "$GATEWAY_IMAGE=$BIN/gateway" \
+  --config-map "http-routes=$ROUTES_DIR" --port "8080=$GATEWAY_PORT" --port "9091=$GATEWAY_ADMIN_PORT"
+# shellcheck source=/dev/null
+source "$WORK/pod.env"
+[[ -n "$WEB_IDENTITY_TOKEN_PATH" ]] || die "the injected sidecar has no AWS_WEB_IDENTITY_TOKEN_FILE (is the ServiceAccount annotated with eks.amazonaws.com/role-arn?)"
+[[ -n "$SIDECAR_READY_URL" && -n "$APP_READY_URL" ]] || die "the injected pod has no HTTP probes to wait on"
+mkdir -p "$(dirname "$WEB_IDENTITY_TOKEN_PATH")"
+if [[ -n "$USER_TOKEN_FILE" ]]; then
+  cp "$USER_TOKEN_FILE" "$WEB_IDENTITY_TOKEN_PATH"
+  echo "  projected service-account token: copied from your AWS_WEB_IDENTITY_TOKEN_FILE to $WEB_IDENTITY_TOKEN_PATH"
+else
   # A JWT-shaped projected service-account token for system:serviceaccount:kgateway-system:http (moto does not
   # verify it; real STS would).
-  TOKEN_FILE="$WORK/token/token"
-  mkdir -p "$WORK/token"
-  python3 - "$TOKEN_FILE" <<'PY'
+  python3 - "$WEB_IDENTITY_TOKEN_PATH" <<'PYTOKEN'
 import base64, json, sys, time
 b = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
 now = int(time.time())
 claims = {"iss": "https://oidc.demo.podcred", "aud": "sts.amazonaws.com", "sub": "system:serviceaccount:kgateway-system:http", "iat": now, "exp": now + 86400}
 open(sys.argv[1], "w").write(b({"alg": "RS256", "kid": "demo"}) + "." + b(claims) + ".ZGVtbw")
-PY
-  STS_ENV=(AWS_ENDPOINT_URL_STS="http://127.0.0.1:$MOTO_PORT")
-  LAMBDA_ENV=(AWS_ENDPOINT_URL_LAMBDA="http://127.0.0.1:$SLS_LAMBDA_PORT")
+PYTOKEN
+  echo "  projected service-account token: a demo JWT (sub system:serviceaccount:kgateway-system:http) at $WEB_IDENTITY_TOKEN_PATH"
 fi
+for e in "${DEMO_LOCAL_SIDECAR_ENV[@]}"; do echo "  $SIDECAR_NAME: env $e  (demo-local addition: moto instead of AWS STS)"; done
+for e in "${DEMO_LOCAL_APP_ENV[@]}"; do echo "  $APP_NAME: env $e  (demo-local addition: serverless-offline instead of AWS Lambda)"; done
 
-step "the pod the webhook makes of the seed's gateway Deployment + ServiceAccount (webhook inject)"
-if "$BIN/webhook" inject --sidecar-image=ghcr.io/podcred/credproxy:0.1.0 -f "$ROOT/deploy/demo/gateway-pod.yaml" >"$WORK/pod.yaml" 2>"$WORK/inject.log" \
-   && [[ -s "$WORK/pod.yaml" ]] && ! grep -q "not built yet" "$WORK/pod.yaml"; then
-  cat "$WORK/pod.yaml"
-else
-  echo "(webhook inject is not available in this build: $(head -c 300 "$WORK/inject.log" "$WORK/pod.yaml" 2>/dev/null | tr '\n' ' '))"
-  echo "(running credproxy and gateway per the webhook's sidecar contract instead)"
-fi
-
-AUTH_DIR="$WORK/podcred-auth"   # the pod's in-memory emptyDir /var/run/podcred/auth
-mkdir -p "$AUTH_DIR"
-step "starting credproxy as the injected sidecar: 127.0.0.1:$CREDPROXY_PORT, role $ROLE_ARN"
-env AWS_ROLE_ARN="$ROLE_ARN" AWS_WEB_IDENTITY_TOKEN_FILE="$TOKEN_FILE" AWS_REGION="$REGION" AWS_DEFAULT_REGION="$REGION" \
-    AWS_STS_REGIONAL_ENDPOINTS=regional "${STS_ENV[@]}" \
-  "$BIN/credproxy" --listen="127.0.0.1:$CREDPROXY_PORT" --metrics-listen="127.0.0.1:$CREDPROXY_METRICS_PORT" \
-    --auth-token-file="$AUTH_DIR/token" >"$WORK/credproxy.log" 2>&1 &
+step "starting $SIDECAR_NAME (the native sidecar starts first; ready at $SIDECAR_READY_URL)"
+env "${SIDECAR_ENV[@]}" "${DEMO_LOCAL_SIDECAR_ENV[@]}" "$SIDECAR_BIN" "${SIDECAR_ARGS[@]}" >"$WORK/credproxy.log" 2>&1 &
 PIDS+=($!)
-wait_http "http://127.0.0.1:$CREDPROXY_METRICS_PORT/readyz" credproxy 30
+wait_http "$SIDECAR_READY_URL" credproxy 30
 
-step "starting the gateway as the pod's gateway container: the seed's manifests, credentials from credproxy"
-env AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$CREDPROXY_PORT/v1/credentials" \
-    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="$AUTH_DIR/token" AWS_REGION="$REGION" "${LAMBDA_ENV[@]}" \
-  "$BIN/gateway" --config="$ROUTES" --listen="127.0.0.1:$GATEWAY_PORT" --admin-listen="127.0.0.1:$GATEWAY_ADMIN_PORT" \
-    >"$WORK/gateway.log" 2>&1 &
+step "starting $APP_NAME (the seed's manifests, credentials from $SIDECAR_NAME; ready at $APP_READY_URL)"
+env "${APP_ENV[@]}" "${DEMO_LOCAL_APP_ENV[@]}" "$APP_BIN" "${APP_ARGS[@]}" >"$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
-wait_http "http://127.0.0.1:$GATEWAY_ADMIN_PORT/readyz" gateway 30
-curl -s "http://127.0.0.1:$GATEWAY_ADMIN_PORT/readyz"; echo
+wait_http "$APP_READY_URL" gateway 30
+curl -s "$APP_READY_URL"; echo
 
 step "the seed's request"
 echo "\$ curl localhost:$GATEWAY_PORT/echo -d '{\"key1\":\"value1\", \"key2\":\"value2\"}' -X POST"

@@ -94,6 +94,28 @@ fn make_demo_prints_the_seeds_response_and_stops_everything_it_started() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.lines().any(|l| l == SEED_RESPONSE), "{stdout}");
+    // credproxy and the gateway were run from what `webhook inject` made of the seed's pod, not by hand.
+    for derived in [
+        format!(
+            "$ webhook inject --sidecar-image=ghcr.io/podcred/credproxy:0.1.0 --sidecar-port={}",
+            ports[2]
+        ),
+        "      initContainers:\n      - name: credproxy".to_string(),
+        "credproxy: env AWS_ROLE_ARN=arn:aws:iam::123456789012:role/lambda-role".to_string(),
+        "(in the pod: /var/run/secrets/eks.amazonaws.com/serviceaccount/token)".to_string(),
+        format!(
+            "gateway: env AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:{}/v1/credentials",
+            ports[2]
+        ),
+        "(in the pod: /var/run/podcred/auth/token)".to_string(),
+        "(demo-local addition: moto instead of AWS STS)".to_string(),
+        "(demo-local addition: serverless-offline instead of AWS Lambda)".to_string(),
+    ] {
+        assert!(
+            stdout.contains(&derived),
+            "missing {derived:?} in:\n{stdout}"
+        );
+    }
     assert!(
         stdout.contains("stopped everything the demo started"),
         "{stdout}"
@@ -104,5 +126,56 @@ fn make_demo_prints_the_seeds_response_and_stops_everything_it_started() {
             TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err(),
             "port {port} still open after the demo"
         );
+    }
+}
+
+/// The demo's pod translator refuses what it cannot run faithfully, naming the container and the field.
+#[test]
+#[ignore = "needs peers: run make test"]
+fn the_demo_pod_translator_rejects_what_it_cannot_run_locally() {
+    let python = integration::require_peer(
+        integration::cache_dir().join("venv/bin/python"),
+        "install-moto.sh",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sidecar =
+        "  initContainers:\n  - name: credproxy\n    image: cp\n    restartPolicy: Always\n";
+    let cases = [
+        (
+            "    env:\n    - name: AWS_ROLE_ARN\n      valueFrom: {secretKeyRef: {name: s, key: k}}\n",
+            "cp",
+            "container 'credproxy': env AWS_ROLE_ARN uses valueFrom",
+        ),
+        ("", "other", "container 'credproxy': image 'cp' has no local binary (pass --image cp=PATH)"),
+    ];
+    for (extra, image, expected) in cases {
+        let pod = dir.path().join("pod.yaml");
+        std::fs::write(
+            &pod,
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n{sidecar}{extra}  containers:\n  - name: app\n    image: app\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(&python)
+            .arg(workspace_root().join("deploy/demo/pod_to_local.py"))
+            .args(["--pod", pod.to_str().unwrap(), "--root"])
+            .arg(dir.path().join("root"))
+            .arg("--out")
+            .arg(dir.path().join("pod.env"))
+            .args([
+                "--app",
+                "app",
+                "--image",
+                &format!("{image}=/bin/true"),
+                "--image",
+                "app=/bin/true",
+            ])
+            .output()
+            .expect("run pod_to_local.py");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted {extra:?}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!dir.path().join("pod.env").exists());
     }
 }
