@@ -171,8 +171,17 @@ impl Cluster {
         let plane = ControlPlane::start().await;
         eprintln!("control plane ready in {:?}", started.elapsed());
         let client = plane.client().await;
-        let webhook =
-            WebhookProcess::start(&plane, webhook_under_test(), "webhook", extra_args).await;
+        // Tests create a ServiceAccount and then a pod right away; under load the watch can deliver the SA after
+        // the pod's admission. A grace period (served by the webhook's direct lookup) makes that deterministic,
+        // unless the test sets its own.
+        let mut args: Vec<&str> = extra_args.to_vec();
+        if !args
+            .iter()
+            .any(|a| a.starts_with("--service-account-lookup-grace-period"))
+        {
+            args.push("--service-account-lookup-grace-period=3s");
+        }
+        let webhook = WebhookProcess::start(&plane, webhook_under_test(), "webhook", &args).await;
         let mut registration = Registration::for_webhook("podcred-e2e", &webhook);
         customise(&mut registration);
         registration.apply(&client).await;
@@ -651,7 +660,7 @@ async fn a_restarted_webhook_serves_again_and_fail_policy_blocks_while_down() {
 #[ignore = "needs peers: run make test"]
 async fn the_cache_recovers_when_the_api_server_restarts_mid_watch() {
     // Grace period 0: a pod is only mutated if the ServiceAccount arrived through the watch.
-    let mut cluster = Cluster::start(&[]).await;
+    let mut cluster = Cluster::start(&["--service-account-lookup-grace-period=0s"]).await;
     create_namespace(&cluster.client, "rewatch").await;
     create_service_account(
         &cluster.client,
