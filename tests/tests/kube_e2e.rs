@@ -39,6 +39,21 @@ async fn create_namespace(client: &Client, name: &str) {
         .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
 }
 
+/// A ServiceAccount annotated with [`ROLE`] only (what most tests need).
+async fn create_role_annotated_service_account(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> ServiceAccount {
+    create_service_account(
+        client,
+        namespace,
+        name,
+        &[("eks.amazonaws.com/role-arn", ROLE)],
+    )
+    .await
+}
+
 async fn create_service_account(
     client: &Client,
     namespace: &str,
@@ -153,6 +168,40 @@ fn is_irsa_mutated(pod: &Value) -> bool {
         .all(|c| env_value(c, "AWS_ROLE_ARN").is_some())
 }
 
+/// Calls `attempt` every `interval` until it returns a value; fails with `failure()` once `timeout` has passed.
+async fn retry_until<T>(
+    timeout: Duration,
+    interval: Duration,
+    mut attempt: impl AsyncFnMut() -> Option<T>,
+    failure: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{}", failure());
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Dry-runs `pod` until the webhook mutates it (IRSA), failing with `failure()` after `timeout`.
+async fn dry_run_until_mutated(
+    client: &Client,
+    namespace: &str,
+    pod: &Value,
+    timeout: Duration,
+    failure: impl Fn() -> String,
+) {
+    retry_until(
+        timeout,
+        Duration::from_millis(200),
+        async || is_irsa_mutated(&create_pod(client, namespace, pod, true).await).then_some(()),
+        failure,
+    )
+    .await
+}
+
 /// A control plane with the webhook under test registered as the chart registers it.
 struct Cluster {
     plane: ControlPlane,
@@ -199,34 +248,29 @@ impl Cluster {
     /// ServiceAccount until it comes back mutated.
     async fn wait_until_registration_is_live(&self) {
         create_namespace(&self.client, "e2e-probe").await;
-        create_service_account(
-            &self.client,
-            "e2e-probe",
-            "probe",
-            &[("eks.amazonaws.com/role-arn", ROLE)],
+        create_role_annotated_service_account(&self.client, "e2e-probe", "probe").await;
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), "e2e-probe");
+        let pod: Pod = serde_json::from_value(pod_json("probe", "probe", json!({}))).expect("pod");
+        let params = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        // Unlike `create_pod`, a refused dry run is retried: the API server may not reach the webhook yet.
+        retry_until(
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            async || {
+                let pod = api.create(&params, &pod).await.ok()?;
+                is_irsa_mutated(&serde_json::to_value(pod).expect("json")).then_some(())
+            },
+            || {
+                format!(
+                    "webhook registration not live after 30 s; webhook log:\n{}",
+                    self.webhook.log()
+                )
+            },
         )
         .await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), "e2e-probe");
-            let pod: Pod =
-                serde_json::from_value(pod_json("probe", "probe", json!({}))).expect("pod");
-            let params = PostParams {
-                dry_run: true,
-                ..Default::default()
-            };
-            if let Ok(pod) = api.create(&params, &pod).await {
-                if is_irsa_mutated(&serde_json::to_value(pod).expect("json")) {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "webhook registration not live after 30 s; webhook log:\n{}",
-                self.webhook.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 }
 
@@ -376,13 +420,7 @@ async fn v1_and_v1beta1_admission_reviews_are_both_answered() {
         })
         .await;
         create_namespace(&cluster.client, "versions").await;
-        create_service_account(
-            &cluster.client,
-            "versions",
-            "s3-reader",
-            &[("eks.amazonaws.com/role-arn", ROLE)],
-        )
-        .await;
+        create_role_annotated_service_account(&cluster.client, "versions", "s3-reader").await;
         let stored = create_pod(
             &cluster.client,
             "versions",
@@ -415,13 +453,7 @@ async fn container_credentials_pods_get_the_pod_identity_endpoint() {
     let client = &cluster.client;
     create_namespace(client, "pod-identity").await;
     // Container credentials win over IRSA, even when the ServiceAccount also has a role.
-    create_service_account(
-        client,
-        "pod-identity",
-        "agent-user",
-        &[("eks.amazonaws.com/role-arn", ROLE)],
-    )
-    .await;
+    create_role_annotated_service_account(client, "pod-identity", "agent-user").await;
     let stored = create_pod(
         client,
         "pod-identity",
@@ -531,13 +563,7 @@ async fn containers_added_by_a_later_webhook_are_injected_on_reinvocation() {
     let client = &cluster.client;
     let (_port, server) = start_container_adding_webhook(&cluster).await;
     create_namespace(client, "reinvoke").await;
-    create_service_account(
-        client,
-        "reinvoke",
-        "s3-reader",
-        &[("eks.amazonaws.com/role-arn", ROLE)],
-    )
-    .await;
+    create_role_annotated_service_account(client, "reinvoke", "s3-reader").await;
     // The other webhook's registration also takes effect asynchronously.
     let deadline = Instant::now() + Duration::from_secs(30);
     let stored = loop {
@@ -587,13 +613,7 @@ async fn pods_created_right_after_their_service_account_are_mutated() {
     create_namespace(client, "fresh").await;
     for i in 0..10 {
         let name = format!("fresh-{i}");
-        create_service_account(
-            client,
-            "fresh",
-            &name,
-            &[("eks.amazonaws.com/role-arn", ROLE)],
-        )
-        .await;
+        create_role_annotated_service_account(client, "fresh", &name).await;
         // No wait: the webhook's watch may not have seen the ServiceAccount yet.
         let stored = create_pod(client, "fresh", &pod_json(&name, &name, json!({})), false).await;
         assert!(
@@ -609,13 +629,7 @@ async fn pods_created_right_after_their_service_account_are_mutated() {
 async fn a_restarted_webhook_serves_again_and_fail_policy_blocks_while_down() {
     let mut cluster = Cluster::start(&[]).await;
     create_namespace(&cluster.client, "restart").await;
-    create_service_account(
-        &cluster.client,
-        "restart",
-        "s3-reader",
-        &[("eks.amazonaws.com/role-arn", ROLE)],
-    )
-    .await;
+    create_role_annotated_service_account(&cluster.client, "restart", "s3-reader").await;
     cluster.webhook.stop();
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), "restart");
     let pod: Pod =
@@ -628,32 +642,20 @@ async fn a_restarted_webhook_serves_again_and_fail_policy_blocks_while_down() {
     );
 
     cluster.webhook.restart().await;
-    create_service_account(
+    create_role_annotated_service_account(&cluster.client, "restart", "after-restart").await;
+    dry_run_until_mutated(
         &cluster.client,
         "restart",
-        "after-restart",
-        &[("eks.amazonaws.com/role-arn", ROLE)],
+        &pod_json("after", "after-restart", json!({})),
+        Duration::from_secs(30),
+        || {
+            format!(
+                "restarted webhook did not mutate within 30 s; log:\n{}",
+                cluster.webhook.log()
+            )
+        },
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stored = create_pod(
-            &cluster.client,
-            "restart",
-            &pod_json("after", "after-restart", json!({})),
-            true,
-        )
-        .await;
-        if is_irsa_mutated(&stored) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "restarted webhook did not mutate within 30 s; log:\n{}",
-            cluster.webhook.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test]
@@ -662,13 +664,7 @@ async fn the_cache_recovers_when_the_api_server_restarts_mid_watch() {
     // Grace period 0: a pod is only mutated if the ServiceAccount arrived through the watch.
     let mut cluster = Cluster::start(&["--service-account-lookup-grace-period=0s"]).await;
     create_namespace(&cluster.client, "rewatch").await;
-    create_service_account(
-        &cluster.client,
-        "rewatch",
-        "before",
-        &[("eks.amazonaws.com/role-arn", ROLE)],
-    )
-    .await;
+    create_role_annotated_service_account(&cluster.client, "rewatch", "before").await;
 
     cluster.plane.restart_apiserver().await;
     let client = cluster.plane.client().await;
@@ -682,28 +678,25 @@ async fn the_cache_recovers_when_the_api_server_restarts_mid_watch() {
         )],
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let stored = create_pod(
-            &client,
-            "rewatch",
-            &pod_json("after", "after", json!({})),
-            true,
-        )
-        .await;
-        if env_value(container(&stored, "app"), "AWS_ROLE_ARN").as_deref()
-            == Some("arn:aws:iam::111122223333:role/after")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the webhook's ServiceAccount watch did not recover within 60 s after the API server \
-             restarted; webhook log:\n{}",
-            cluster.webhook.log()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let after = pod_json("after", "after", json!({}));
+    retry_until(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        async || {
+            let stored = create_pod(&client, "rewatch", &after, true).await;
+            (env_value(container(&stored, "app"), "AWS_ROLE_ARN").as_deref()
+                == Some("arn:aws:iam::111122223333:role/after"))
+            .then_some(())
+        },
+        || {
+            format!(
+                "the webhook's ServiceAccount watch did not recover within 60 s after the API server \
+                 restarted; webhook log:\n{}",
+                cluster.webhook.log()
+            )
+        },
+    )
+    .await;
     // Entries cached before the restart are still served.
     let before = create_pod(
         &client,
@@ -730,13 +723,7 @@ async fn injected_credproxy_sidecars_pass_api_server_validation() {
     .await;
     let client = &cluster.client;
     create_namespace(client, "sidecar").await;
-    create_service_account(
-        client,
-        "sidecar",
-        "lambda-invoker",
-        &[("eks.amazonaws.com/role-arn", ROLE)],
-    )
-    .await;
+    create_role_annotated_service_account(client, "sidecar", "lambda-invoker").await;
     let mut pod = pod_json(
         "gateway",
         "lambda-invoker",
@@ -874,8 +861,8 @@ async fn container_mode_sidecars_are_accepted_too() {
 /// runs defaulting, validation and admission but stores nothing (Namespaces excepted). Returns the kinds it could not resolve
 /// (CRDs such as cert-manager's that this API server does not have).
 async fn dry_run_apply(client: &Client, yaml: &str) -> Vec<String> {
-    use kube::api::{DynamicObject, GroupVersionKind};
-    use kube::discovery::{Discovery, Scope};
+    use kube::api::DynamicObject;
+    use kube::discovery::Discovery;
 
     let discovery = Discovery::new(client.clone())
         .run()
@@ -887,24 +874,15 @@ async fn dry_run_apply(client: &Client, yaml: &str) -> Vec<String> {
         if value.is_null() {
             continue;
         }
-        let api_version = value["apiVersion"].as_str().expect("apiVersion");
-        let kind = value["kind"].as_str().expect("kind");
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let gvk = gvk_of(&value);
+        let kind = gvk.kind.as_str();
         let Some((resource, capabilities)) = discovery.resolve_gvk(&gvk) else {
-            unresolved.push(format!("{api_version}/{kind}"));
+            unresolved.push(format!("{}/{kind}", gvk.api_version()));
             continue;
         };
         let object: DynamicObject = serde_json::from_value(value.clone()).expect("object");
         let name = object.metadata.name.clone().unwrap_or_default();
-        let api: Api<DynamicObject> = match capabilities.scope {
-            Scope::Namespaced => Api::namespaced_with(
-                client.clone(),
-                object.metadata.namespace.as_deref().unwrap_or("default"),
-                &resource,
-            ),
-            Scope::Cluster => Api::all_with(client.clone(), &resource),
-        };
+        let api = dynamic_api(client, &resource, &capabilities, &object);
         // Namespaces are created for real: dry-run objects inside them need them to exist.
         let params = PostParams {
             dry_run: kind != "Namespace",
@@ -974,30 +952,29 @@ async fn rendered_chart_manifests_and_examples_are_accepted_by_the_api_server() 
 
     // The Deployment's arguments start our webhook (paths, ports and namespace localised).
     if webhook_under_test() == WebhookImpl::Podcred {
-        let identities = plane.dir().join("identities.json");
-        std::fs::write(&identities, r#"{"identities":[]}"#).expect("identities file");
-        let args = chart_webhook_args(&full, &identities);
+        let args = chart_webhook_args_without_identities(&plane, &full);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let webhook =
             WebhookProcess::start(&plane, WebhookImpl::Podcred, "chart-args", &args).await;
         let http = webhook.https_client();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = http
-                .get(format!("https://127.0.0.1:{}/readyz", webhook.port))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "webhook with the chart's arguments {args:?} not ready; log:\n{}",
-                webhook.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        retry_until(
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            async || {
+                http.get(format!("https://127.0.0.1:{}/readyz", webhook.port))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                    .then_some(())
+            },
+            || {
+                format!(
+                    "webhook with the chart's arguments {args:?} not ready; log:\n{}",
+                    webhook.log()
+                )
+            },
+        )
+        .await;
     }
 
     // The committed plain manifests are the chart's default rendering, and all but cert-manager's objects
@@ -1037,8 +1014,7 @@ async fn rendered_chart_manifests_and_examples_are_accepted_by_the_api_server() 
     assert_eq!(dry_run_apply(&client, &example).await, Vec::<String>::new());
 
     // The routes the example mounts into the gateway (the seed's manifests) pass the gateway's own check.
-    let routes = serde_yaml::Deserializer::from_str(&example)
-        .map(|doc| -> Value { serde::Deserialize::deserialize(doc).expect("YAML") })
+    let routes = yaml_documents(&example)
         .find(|doc| doc["kind"] == "ConfigMap")
         .expect("routes ConfigMap")["data"]["routes.yaml"]
         .as_str()
@@ -1256,8 +1232,7 @@ async fn the_charts_rbac_is_all_the_webhook_needs() {
         ],
     );
     // Create the chart's RBAC objects for real.
-    let rbac: String = serde_yaml::Deserializer::from_str(&rendered)
-        .map(|doc| -> Value { serde::Deserialize::deserialize(doc).expect("YAML") })
+    let rbac: String = yaml_documents(&rendered)
         .filter(|doc| {
             [
                 "ClusterRole",
@@ -1280,9 +1255,7 @@ async fn the_charts_rbac_is_all_the_webhook_needs() {
             "system:serviceaccounts:podcred-system",
         ],
     );
-    let identities = plane.dir().join("identities.json");
-    std::fs::write(&identities, r#"{"identities":[]}"#).expect("identities file");
-    let args = chart_webhook_args(&rendered, &identities);
+    let args = chart_webhook_args_without_identities(&plane, &rendered);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let webhook = WebhookProcess::start_with_kubeconfig(
         &plane,
@@ -1297,26 +1270,20 @@ async fn the_charts_rbac_is_all_the_webhook_needs() {
         .await;
     create_namespace(&client, "apps").await;
     // Created right before the pod: served through the grace-period GET (needs `get`), or the watch.
-    create_service_account(
+    create_role_annotated_service_account(&client, "apps", "reader").await;
+    dry_run_until_mutated(
         &client,
         "apps",
-        "reader",
-        &[("eks.amazonaws.com/role-arn", ROLE)],
+        &pod_json("p", "reader", json!({})),
+        Duration::from_secs(30),
+        || {
+            format!(
+                "webhook with the chart's RBAC did not mutate; log:\n{}",
+                webhook.log()
+            )
+        },
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stored = create_pod(&client, "apps", &pod_json("p", "reader", json!({})), true).await;
-        if is_irsa_mutated(&stored) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "webhook with the chart's RBAC did not mutate; log:\n{}",
-            webhook.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let log = webhook.log();
     assert!(
         !log.to_ascii_lowercase().contains("forbidden"),
@@ -1324,10 +1291,35 @@ async fn the_charts_rbac_is_all_the_webhook_needs() {
     );
 }
 
+/// The group/version/kind of a manifest object.
+fn gvk_of(value: &Value) -> kube::api::GroupVersionKind {
+    let api_version = value["apiVersion"].as_str().expect("apiVersion");
+    let kind = value["kind"].as_str().expect("kind");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    kube::api::GroupVersionKind::gvk(group, version, kind)
+}
+
+/// The API that serves `object` (namespaced ones in their namespace, `default` when it has none).
+fn dynamic_api(
+    client: &Client,
+    resource: &kube::api::ApiResource,
+    capabilities: &kube::discovery::ApiCapabilities,
+    object: &kube::api::DynamicObject,
+) -> Api<kube::api::DynamicObject> {
+    match capabilities.scope {
+        kube::discovery::Scope::Namespaced => Api::namespaced_with(
+            client.clone(),
+            object.metadata.namespace.as_deref().unwrap_or("default"),
+            resource,
+        ),
+        kube::discovery::Scope::Cluster => Api::all_with(client.clone(), resource),
+    }
+}
+
 /// Creates every object of a multi-document YAML for real (RBAC set-up).
 async fn create_for_real(client: &Client, yaml: &str) {
-    use kube::api::{DynamicObject, GroupVersionKind};
-    use kube::discovery::{Discovery, Scope};
+    use kube::api::DynamicObject;
+    use kube::discovery::Discovery;
     let discovery = Discovery::new(client.clone())
         .run()
         .await
@@ -1337,30 +1329,27 @@ async fn create_for_real(client: &Client, yaml: &str) {
         if value.is_null() {
             continue;
         }
-        let api_version = value["apiVersion"].as_str().expect("apiVersion");
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let gvk = GroupVersionKind::gvk(group, version, value["kind"].as_str().expect("kind"));
+        let gvk = gvk_of(&value);
         let (resource, capabilities) = discovery.resolve_gvk(&gvk).expect("known kind");
         let object: DynamicObject = serde_json::from_value(value).expect("object");
-        let api: Api<DynamicObject> = match capabilities.scope {
-            Scope::Namespaced => Api::namespaced_with(
-                client.clone(),
-                object.metadata.namespace.as_deref().unwrap_or("default"),
-                &resource,
-            ),
-            Scope::Cluster => Api::all_with(client.clone(), &resource),
-        };
+        let api = dynamic_api(client, &resource, &capabilities, &object);
         api.create(&PostParams::default(), &object)
             .await
             .unwrap_or_else(|e| panic!("create {gvk:?}: {e}"));
     }
 }
 
+/// [`chart_webhook_args`] with an empty container-credentials file in the control plane's directory.
+fn chart_webhook_args_without_identities(plane: &ControlPlane, rendered: &str) -> Vec<String> {
+    let identities = plane.dir().join("identities.json");
+    std::fs::write(&identities, r#"{"identities":[]}"#).expect("identities file");
+    chart_webhook_args(rendered, &identities)
+}
+
 /// The webhook container's arguments from a rendered chart, minus what [`WebhookProcess`] sets itself, with
 /// the container-credentials file pointed at `identities`.
 fn chart_webhook_args(rendered: &str, identities: &std::path::Path) -> Vec<String> {
-    let deployment = serde_yaml::Deserializer::from_str(rendered)
-        .map(|doc| -> Value { serde::Deserialize::deserialize(doc).expect("YAML") })
+    let deployment = yaml_documents(rendered)
         .find(|doc| doc["kind"] == "Deployment")
         .expect("a Deployment");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
@@ -1394,6 +1383,12 @@ fn chart_webhook_args(rendered: &str, identities: &std::path::Path) -> Vec<Strin
             }
         })
         .collect()
+}
+
+/// The documents of a multi-document YAML text, as JSON values.
+fn yaml_documents(text: &str) -> impl Iterator<Item = Value> + '_ {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| -> Value { serde::Deserialize::deserialize(doc).expect("YAML") })
 }
 
 fn jwt_claims(token: &str) -> Value {
