@@ -133,16 +133,21 @@ async fn start() -> Running {
 }
 
 impl Running {
-    fn client(&self) -> reqwest::Client {
+    /// A client configuration that trusts only the test CA (no ALPN set).
+    fn tls_trusting_ca(&self) -> rustls::ClientConfig {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_slice(self.ca.cert_pem().as_bytes()).unwrap())
             .unwrap();
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(certs::provider()))
+        rustls::ClientConfig::builder_with_provider(Arc::new(certs::provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_no_client_auth()
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let mut tls = self.tls_trusting_ca();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
@@ -150,6 +155,15 @@ impl Running {
             .no_proxy()
             .build()
             .unwrap()
+    }
+
+    /// Puts the `default/default` ServiceAccount, annotated with [`ROLE`], in the cache.
+    fn cache_role_annotated_service_account(&self) {
+        self.cache
+            .apply_service_account_event(&Event::Apply(service_account(&[(
+                "eks.amazonaws.com/role-arn",
+                ROLE,
+            )])));
     }
 
     fn url(&self, path: &str) -> String {
@@ -200,24 +214,19 @@ fn service_account(annotations: &[(&str, &str)]) -> ServiceAccount {
 #[tokio::test]
 async fn mutate_over_https_with_generated_ca_http1_and_h2() {
     let running = start().await;
-    running
-        .cache
-        .apply_service_account_event(&Event::Apply(service_account(&[(
-            "eks.amazonaws.com/role-arn",
-            ROLE,
-        )])));
+    running.cache_role_annotated_service_account();
     let client = running.client();
-    let health = client.get(running.url("/healthz")).send().await.unwrap();
+    let health = get(&client, running.url("/healthz")).await;
     assert_eq!(health.version(), reqwest::Version::HTTP_2, "ALPN h2");
     assert_eq!(health.text().await.unwrap(), "ok");
 
-    let response = client
-        .post(running.url("/mutate?timeout=10s"))
-        .header("content-type", "application/json")
-        .body(review("u-1"))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &client,
+        running.url("/mutate?timeout=10s"),
+        "application/json",
+        review("u-1"),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["response"]["uid"], "u-1");
@@ -226,40 +235,30 @@ async fn mutate_over_https_with_generated_ca_http1_and_h2() {
     assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
 
     // HTTP/1.1 only client works too.
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(running.ca.cert_pem().as_bytes()).unwrap())
-        .unwrap();
     let http1 = reqwest::Client::builder()
-        .tls_backend_preconfigured(
-            rustls::ClientConfig::builder_with_provider(Arc::new(certs::provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        .tls_backend_preconfigured(running.tls_trusting_ca())
         .http1_only()
         .no_proxy()
         .build()
         .unwrap();
-    let response = http1
-        .post(running.url("/mutate"))
-        .header("content-type", "application/json; charset=utf-8")
-        .body(review("u-2"))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &http1,
+        running.url("/mutate"),
+        "application/json; charset=utf-8",
+        review("u-2"),
+    )
+    .await;
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
     assert_eq!(response.status(), 200);
 
     // Wrong content type: upstream's 415.
-    let response = client
-        .post(running.url("/mutate"))
-        .header("content-type", "application/xml")
-        .body(review("u-3"))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &client,
+        running.url("/mutate"),
+        "application/xml",
+        review("u-3"),
+    )
+    .await;
     assert_eq!(response.status(), 415);
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(
@@ -267,6 +266,29 @@ async fn mutate_over_https_with_generated_ca_http1_and_h2() {
         "Invalid Content-Type, expected `application/json`\n"
     );
     running.stop().await;
+}
+
+async fn get(client: &reqwest::Client, url: String) -> reqwest::Response {
+    client.get(url).send().await.unwrap()
+}
+
+async fn get_text(client: &reqwest::Client, url: String) -> String {
+    get(client, url).await.text().await.unwrap()
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    client
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// A request body without Content-Length (chunked transfer).
@@ -291,12 +313,7 @@ fn leaf_of(response: &reqwest::Response) -> Vec<u8> {
 #[tokio::test]
 async fn rotated_certificate_is_served_without_restart() {
     let running = start().await;
-    let first = running
-        .client()
-        .get(running.url("/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let first = get(&running.client(), running.url("/healthz")).await;
     let first_leaf = leaf_of(&first);
 
     let rotated = serving(&running.ca);
@@ -308,27 +325,14 @@ async fn rotated_certificate_is_served_without_restart() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         // A fresh client = a fresh handshake.
-        let response = running
-            .client()
-            .get(running.url("/healthz"))
-            .send()
-            .await
-            .unwrap();
+        let response = get(&running.client(), running.url("/healthz")).await;
         if leaf_of(&response) == expected {
             break;
         }
         assert!(Instant::now() < deadline, "rotated certificate not served");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = running
-        .client()
-        .get(running.metrics_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&running.client(), running.metrics_url("/metrics")).await;
     assert!(
         metrics.contains("podcred_webhook_tls_certificate_reloads 1"),
         "{metrics}"
@@ -340,19 +344,11 @@ async fn rotated_certificate_is_served_without_restart() {
 async fn readiness_reflects_the_initial_cache_sync() {
     let running = start().await;
     let client = running.client();
-    let before = client.get(running.url("/readyz")).send().await.unwrap();
+    let before = get(&client, running.url("/readyz")).await;
     assert_eq!(before.status(), 503);
     assert!(before.text().await.unwrap().contains("not synced"));
     // Liveness is independent of the cache.
-    assert_eq!(
-        client
-            .get(running.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get(&client, running.url("/healthz")).await.status(), 200);
     running
         .cache
         .apply_service_account_event(&Event::<ServiceAccount>::Init);
@@ -360,19 +356,14 @@ async fn readiness_reflects_the_initial_cache_sync() {
         .cache
         .apply_service_account_event(&Event::InitApply(service_account(&[])));
     assert_eq!(
-        client
-            .get(running.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get(&client, running.url("/readyz")).await.status(),
         503,
         "mid-list is not ready"
     );
     running
         .cache
         .apply_service_account_event(&Event::<ServiceAccount>::InitDone);
-    let after = client.get(running.url("/readyz")).send().await.unwrap();
+    let after = get(&client, running.url("/readyz")).await;
     assert_eq!(after.status(), 200);
     assert_eq!(after.text().await.unwrap(), "ok");
     running.stop().await;
@@ -381,28 +372,19 @@ async fn readiness_reflects_the_initial_cache_sync() {
 #[tokio::test]
 async fn metrics_text_has_upstream_series_after_traffic() {
     let running = start().await;
-    running
-        .cache
-        .apply_service_account_event(&Event::Apply(service_account(&[(
-            "eks.amazonaws.com/role-arn",
-            ROLE,
-        )])));
+    running.cache_role_annotated_service_account();
     let client = running.client();
     for uid in ["a", "b"] {
-        let response = client
-            .post(running.url("/mutate"))
-            .header("content-type", "application/json")
-            .body(review(uid))
-            .send()
-            .await
-            .unwrap();
+        let response = post(
+            &client,
+            running.url("/mutate"),
+            "application/json",
+            review(uid),
+        )
+        .await;
         assert_eq!(response.status(), 200);
     }
-    let response = client
-        .get(running.metrics_url("/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let response = get(&client, running.metrics_url("/metrics")).await;
     assert_eq!(
         response.headers()["content-type"],
         "text/plain; version=0.0.4; charset=utf-8"
@@ -434,13 +416,13 @@ async fn oversized_bodies_get_413_declared_or_streamed() {
         r#"{{"request":{{"uid":"x","object":{{"metadata":{{"name":"{}"}}}}}}}}"#,
         "a".repeat(MAX_BODY)
     );
-    let declared = client
-        .post(running.url("/mutate"))
-        .header("content-type", "application/json")
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let declared = post(
+        &client,
+        running.url("/mutate"),
+        "application/json",
+        big.clone(),
+    )
+    .await;
     assert_eq!(declared.status(), 413);
     let message = declared.text().await.unwrap();
     assert!(message.contains("--max-request-bytes=65536"), "{message}");
@@ -451,24 +433,18 @@ async fn oversized_bodies_get_413_declared_or_streamed() {
         .chunks(4096)
         .map(|c| Ok(c.to_vec()))
         .collect();
-    let streamed = client
-        .post(running.url("/mutate"))
-        .header("content-type", "application/json")
-        .body(streamed_body(futures::stream::iter(chunks)))
-        .send()
-        .await
-        .unwrap();
+    let streamed = post(
+        &client,
+        running.url("/mutate"),
+        "application/json",
+        streamed_body(futures::stream::iter(chunks)),
+    )
+    .await;
     assert_eq!(streamed.status(), 413);
 
     // Just under the cap is processed normally.
     let small = review("ok");
-    let fine = client
-        .post(running.url("/mutate"))
-        .header("content-type", "application/json")
-        .body(small)
-        .send()
-        .await
-        .unwrap();
+    let fine = post(&client, running.url("/mutate"), "application/json", small).await;
     assert_eq!(fine.status(), 200);
     running.stop().await;
 }
@@ -476,66 +452,32 @@ async fn oversized_bodies_get_413_declared_or_streamed() {
 #[tokio::test]
 async fn debug_routes_and_unknown_paths() {
     let running = start().await;
-    running
-        .cache
-        .apply_service_account_event(&Event::Apply(service_account(&[(
-            "eks.amazonaws.com/role-arn",
-            ROLE,
-        )])));
+    running.cache_role_annotated_service_account();
     let client = running.client();
-    let deny = client
-        .get(running.url("/debug/alpha/deny"))
-        .send()
-        .await
-        .unwrap();
+    let deny = get(&client, running.url("/debug/alpha/deny")).await;
     assert_eq!(deny.status(), 200);
     assert_eq!(
         deny.text().await.unwrap(),
         r#"{"response":{"uid":"","allowed":false,"status":{"metadata":{},"message":"Test deny message"}}}"#
     );
-    let error = client
-        .get(running.url("/debug/alpha/500"))
-        .send()
-        .await
-        .unwrap();
+    let error = get(&client, running.url("/debug/alpha/500")).await;
     assert_eq!(error.status(), 500);
     assert_eq!(error.text().await.unwrap(), "test error\n");
-    let missing = client.get(running.url("/nope")).send().await.unwrap();
+    let missing = get(&client, running.url("/nope")).await;
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.text().await.unwrap(), "404 page not found\n");
 
-    let dump: serde_json::Value = client
-        .get(running.metrics_url("/debug/alpha/cache"))
-        .send()
+    let dump: serde_json::Value = get(&client, running.metrics_url("/debug/alpha/cache"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(dump["default/default"]["RoleARN"], ROLE);
-    let clear = client
-        .get(running.metrics_url("/debug/alpha/cache/clear"))
-        .send()
-        .await
-        .unwrap();
+    let clear = get(&client, running.metrics_url("/debug/alpha/cache/clear")).await;
     assert_eq!(clear.status(), 200);
-    let dump = client
-        .get(running.metrics_url("/debug/alpha/cache"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let dump = get_text(&client, running.metrics_url("/debug/alpha/cache")).await;
     assert_eq!(dump, "{}");
-    let metrics = client
-        .get(running.metrics_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, running.metrics_url("/metrics")).await;
     assert!(metrics
         .contains("http_request_count{code=\"500\",path=\"/debug/alpha/500\",verb=\"GET\"} 1"));
     running.stop().await;
