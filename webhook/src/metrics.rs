@@ -149,31 +149,37 @@ impl Metrics {
             "Admission requests by outcome (mutated_sts_web_identity, mutated_container_credentials, not_mutated, denied, unsupported_media_type)",
             metrics.admissions.clone(),
         );
-        registry.register(
-            "podcred_webhook_service_accounts_cached",
-            "ServiceAccounts in the cache",
-            metrics.service_accounts_cached.clone(),
-        );
-        registry.register(
-            "podcred_webhook_cache_synced",
-            "1 once the initial ServiceAccount (and ConfigMap) list has been applied",
-            metrics.cache_synced.clone(),
-        );
-        registry.register(
-            "podcred_webhook_container_credentials_identities",
-            "Identities in the container-credentials config file",
-            metrics.container_credentials_identities.clone(),
-        );
-        registry.register(
-            "podcred_webhook_tls_certificate_reloads",
-            "Successful reloads of --tls-cert/--tls-key since start",
-            metrics.tls_reloads.clone(),
-        );
-        registry.register(
-            "podcred_webhook_tls_certificate_reload_failures",
-            "Failed reloads of --tls-cert/--tls-key since start (the previous certificate is kept)",
-            metrics.tls_reload_failures.clone(),
-        );
+        // Our gauges, in scrape order.
+        let gauges: [(&str, &str, &Gauge); 5] = [
+            (
+                "podcred_webhook_service_accounts_cached",
+                "ServiceAccounts in the cache",
+                &metrics.service_accounts_cached,
+            ),
+            (
+                "podcred_webhook_cache_synced",
+                "1 once the initial ServiceAccount (and ConfigMap) list has been applied",
+                &metrics.cache_synced,
+            ),
+            (
+                "podcred_webhook_container_credentials_identities",
+                "Identities in the container-credentials config file",
+                &metrics.container_credentials_identities,
+            ),
+            (
+                "podcred_webhook_tls_certificate_reloads",
+                "Successful reloads of --tls-cert/--tls-key since start",
+                &metrics.tls_reloads,
+            ),
+            (
+                "podcred_webhook_tls_certificate_reload_failures",
+                "Failed reloads of --tls-cert/--tls-key since start (the previous certificate is kept)",
+                &metrics.tls_reload_failures,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
         metrics
     }
 
