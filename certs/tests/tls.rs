@@ -48,14 +48,48 @@ async fn serve(resolver: Arc<ReloadingCertResolver>, policy: TlsPolicy) -> std::
     addr
 }
 
-fn client_config(ca_pem: &str) -> rustls::ClientConfig {
+/// The resolver over `dir`'s `tls.crt` and `tls.key`.
+fn load_resolver(dir: &Path) -> Arc<ReloadingCertResolver> {
+    ReloadingCertResolver::load(dir.join("tls.crt"), dir.join("tls.key")).unwrap()
+}
+
+fn ca_roots(ca_pem: &str) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(der(ca_pem)).unwrap();
+    roots
+}
+
+fn client_config(ca_pem: &str) -> rustls::ClientConfig {
     rustls::ClientConfig::builder_with_provider(Arc::new(certs::provider()))
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
+        .with_root_certificates(ca_roots(ca_pem))
         .with_no_client_auth()
+}
+
+/// A client that speaks TLS 1.2 only, with `provider`'s suites, trusting `ca_pem`.
+fn tls12_client_config(
+    provider: rustls::crypto::CryptoProvider,
+    ca_pem: &str,
+) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(ca_roots(ca_pem))
+        .with_no_client_auth()
+}
+
+/// Asserts what the resolver's next explicit re-check does.
+macro_rules! assert_reload {
+    ($resolver:expr, $outcome:pat) => {
+        assert!(matches!($resolver.reload_if_changed(), $outcome))
+    };
+}
+
+/// Asserts that the resolver holds `pair`'s certificate.
+#[track_caller]
+fn assert_current(resolver: &ReloadingCertResolver, pair: &IssuedCertificate) {
+    assert_eq!(resolver.current().cert[0], der(&pair.cert_pem));
 }
 
 /// Handshake as a verifying client; returns the leaf certificate the server presented.
@@ -87,9 +121,7 @@ async fn generated_ca_and_serving_cert_complete_a_verified_handshake() {
     let pair = serving(&ca);
     let dir = tempfile::tempdir().unwrap();
     write_pair(dir.path(), &pair);
-    let resolver =
-        ReloadingCertResolver::load(dir.path().join("tls.crt"), dir.path().join("tls.key"))
-            .unwrap();
+    let resolver = load_resolver(dir.path());
     let addr = serve(resolver, TlsPolicy::default()).await;
     for name in ["webhook.podcred.svc", "localhost", "127.0.0.1"] {
         let leaf = served_leaf(addr, ca.cert_pem(), name).await.unwrap();
@@ -112,21 +144,13 @@ async fn min_version_1_3_refuses_tls_1_2_clients() {
     let ca = generate_ca("ca").unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_pair(dir.path(), &serving(&ca));
-    let resolver =
-        ReloadingCertResolver::load(dir.path().join("tls.crt"), dir.path().join("tls.key"))
-            .unwrap();
+    let resolver = load_resolver(dir.path());
     let policy = TlsPolicy {
         min_version: certs::parse_min_version("VersionTLS13").unwrap(),
         tls12_cipher_suites: None,
     };
     let addr = serve(resolver, policy).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der(ca.cert_pem())).unwrap();
-    let tls12_only = rustls::ClientConfig::builder_with_provider(Arc::new(certs::provider()))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls12_only = tls12_client_config(certs::provider(), ca.cert_pem());
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls12_only));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let result = connector
@@ -142,9 +166,7 @@ async fn cipher_suite_restriction_applies_to_tls_1_2() {
     let ca = generate_ca("ca").unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_pair(dir.path(), &serving(&ca));
-    let resolver =
-        ReloadingCertResolver::load(dir.path().join("tls.crt"), dir.path().join("tls.key"))
-            .unwrap();
+    let resolver = load_resolver(dir.path());
     let policy = TlsPolicy {
         min_version: None,
         tls12_cipher_suites: certs::parse_cipher_suites("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384")
@@ -154,13 +176,7 @@ async fn cipher_suite_restriction_applies_to_tls_1_2() {
     let connect_with = |suite: rustls::SupportedCipherSuite| {
         let mut provider = certs::provider();
         provider.cipher_suites = vec![suite];
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(der(ca.cert_pem())).unwrap();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = tls12_client_config(provider, ca.cert_pem());
         async move {
             let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
             let tcp = TcpStream::connect(addr).await.unwrap();
@@ -207,9 +223,7 @@ async fn rewritten_files_are_served_without_restart() {
     let dir = tempfile::tempdir().unwrap();
     let first = serving(&ca);
     write_pair(dir.path(), &first);
-    let resolver =
-        ReloadingCertResolver::load(dir.path().join("tls.crt"), dir.path().join("tls.key"))
-            .unwrap();
+    let resolver = load_resolver(dir.path());
     // A long poll interval: the file-system event must be what triggers the reload.
     let _watcher = certs::watch(resolver.clone(), Duration::from_secs(3600)).unwrap();
     let addr = serve(resolver.clone(), TlsPolicy::default()).await;
@@ -242,9 +256,7 @@ async fn secret_volume_symlink_swap_is_picked_up() {
     for file in ["tls.crt", "tls.key"] {
         std::os::unix::fs::symlink(format!("..data/{file}"), dir.path().join(file)).unwrap();
     }
-    let resolver =
-        ReloadingCertResolver::load(dir.path().join("tls.crt"), dir.path().join("tls.key"))
-            .unwrap();
+    let resolver = load_resolver(dir.path());
     let _watcher = certs::watch(resolver.clone(), Duration::from_secs(3600)).unwrap();
     let addr = serve(resolver, TlsPolicy::default()).await;
     assert_eq!(
@@ -264,21 +276,13 @@ async fn periodic_recheck_catches_changes_without_events() {
     let dir = tempfile::tempdir().unwrap();
     let first = serving(&ca);
     write_pair(dir.path(), &first);
-    let resolver =
-        ReloadingCertResolver::load(dir.path().join("tls.crt"), dir.path().join("tls.key"))
-            .unwrap();
+    let resolver = load_resolver(dir.path());
     // No watcher at all: only the explicit re-check, as the poll does it.
     let second = serving(&ca);
     write_pair(dir.path(), &second);
-    assert!(matches!(
-        resolver.reload_if_changed(),
-        ReloadOutcome::Reloaded
-    ));
-    assert!(matches!(
-        resolver.reload_if_changed(),
-        ReloadOutcome::Unchanged
-    ));
-    assert_eq!(resolver.current().cert[0], der(&second.cert_pem));
+    assert_reload!(resolver, ReloadOutcome::Reloaded);
+    assert_reload!(resolver, ReloadOutcome::Unchanged);
+    assert_current(&resolver, &second);
 }
 
 #[test]
@@ -287,9 +291,7 @@ fn bad_reload_keeps_the_last_good_pair_and_logs_once() {
     let dir = tempfile::tempdir().unwrap();
     let good = serving(&ca);
     write_pair(dir.path(), &good);
-    let resolver =
-        ReloadingCertResolver::load(dir.path().join("tls.crt"), dir.path().join("tls.key"))
-            .unwrap();
+    let resolver = load_resolver(dir.path());
 
     // Key from another pair: mismatch.
     let other = serving(&ca);
@@ -298,35 +300,26 @@ fn bad_reload_keeps_the_last_good_pair_and_logs_once() {
         ReloadOutcome::Failed(CertError::KeyMismatch { .. }) => {}
         other => panic!("expected key mismatch, got {other:?}"),
     }
-    assert_eq!(resolver.current().cert[0], der(&good.cert_pem));
+    assert_current(&resolver, &good);
     // Same bad bytes again: not re-parsed, not counted twice.
-    assert!(matches!(
-        resolver.reload_if_changed(),
-        ReloadOutcome::Unchanged
-    ));
+    assert_reload!(resolver, ReloadOutcome::Unchanged);
     assert_eq!(resolver.stats().failures, 1);
 
     // Garbage certificate.
     std::fs::write(dir.path().join("tls.crt"), "not a certificate").unwrap();
-    assert!(matches!(
-        resolver.reload_if_changed(),
+    assert_reload!(
+        resolver,
         ReloadOutcome::Failed(CertError::NoCertificate { .. })
-    ));
+    );
     // Removed file.
     std::fs::remove_file(dir.path().join("tls.crt")).unwrap();
-    assert!(matches!(
-        resolver.reload_if_changed(),
-        ReloadOutcome::Failed(CertError::Read { .. })
-    ));
-    assert_eq!(resolver.current().cert[0], der(&good.cert_pem));
+    assert_reload!(resolver, ReloadOutcome::Failed(CertError::Read { .. }));
+    assert_current(&resolver, &good);
 
     // Completing the pair recovers.
     write_pair(dir.path(), &other);
-    assert!(matches!(
-        resolver.reload_if_changed(),
-        ReloadOutcome::Reloaded
-    ));
-    assert_eq!(resolver.current().cert[0], der(&other.cert_pem));
+    assert_reload!(resolver, ReloadOutcome::Reloaded);
+    assert_current(&resolver, &other);
 }
 
 #[test]
@@ -379,10 +372,8 @@ fn client_cert_carries_cn_and_organizations_and_ca_round_trips_through_pem() {
     // A reloaded CA issues certificates its original certificate verifies.
     let reloaded = CertificateAuthority::from_pem(ca.cert_pem(), ca.key_pem()).unwrap();
     let pair = serving(&reloaded);
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der(ca.cert_pem())).unwrap();
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
+        Arc::new(ca_roots(ca.cert_pem())),
         Arc::new(certs::provider()),
     )
     .build()
