@@ -24,6 +24,36 @@ fn rotate(path: &std::path::Path, content: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
+/// `get` with only an `Authorization` header.
+fn get_with_auth(addr: SocketAddr, path: &str, authorization: &str) -> harness::Reply {
+    get(addr, path, &[("Authorization", authorization)])
+}
+
+/// The variables that point an AWS SDK's container provider at `proxy`.
+fn container_credentials_env(proxy: &Proxy) -> [(&'static str, std::ffi::OsString); 2] {
+    [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", proxy.url().into()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            proxy.auth_token_file.clone().into_os_string(),
+        ),
+    ]
+}
+
+/// A valid projected token where [`sidecar_command`] points `AWS_WEB_IDENTITY_TOKEN_FILE`.
+fn write_web_identity_token(dir: &std::path::Path) {
+    std::fs::write(dir.join("web-identity-token"), unsigned_jwt("sa", 3600)).unwrap();
+}
+
+#[track_caller]
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn access_key(r: &harness::Reply) -> String {
     r.json()["AccessKeyId"]
         .as_str()
@@ -181,12 +211,7 @@ fn auth_token_host_guard_and_routing() {
         "metrics only on the metrics listener"
     );
     assert_eq!(
-        get(
-            proxy.metrics_addr(),
-            "/v1/credentials",
-            &[("Authorization", &token)]
-        )
-        .status,
+        get_with_auth(proxy.metrics_addr(), "/v1/credentials", &token).status,
         404
     );
     for r in [&missing, &wrong, &rebound] {
@@ -397,11 +422,7 @@ fn no_secret_appears_in_logs_or_error_bodies() {
     // A rejected token produces error logs and an error body.
     rotate(&proxy.token_file, "bad.token.value-that-is-secret");
     let failed = proxy.wait_credentials("rejection", Duration::from_secs(8), |r| r.status == 502);
-    let wrong_auth = get(
-        proxy.addr(),
-        "/v1/credentials",
-        &[("Authorization", "guess")],
-    );
+    let wrong_auth = get_with_auth(proxy.addr(), "/v1/credentials", "guess");
 
     let logs = proxy.logs();
     assert!(logs.len() > 1000, "trace logging produced output");
@@ -497,11 +518,7 @@ async fn one_sts_call_per_refresh_under_1000_concurrent_requests() {
     // Every STS connection takes 700 ms, so requests really pile up behind the first exchange.
     let (relay, sts_connections) = slow_relay(moto.addr(), Duration::from_millis(700));
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("web-identity-token"),
-        unsigned_jwt("sa", 3600),
-    )
-    .unwrap();
+    write_web_identity_token(dir.path());
     let (port, mport) = (free_port(), free_port());
     let mut cmd = sidecar_command(
         &moto,
@@ -669,11 +686,7 @@ fn invalid_configuration_exits_64_with_one_line_per_problem_before_binding() {
 fn ipv6_loopback_listener_is_served_or_skipped_with_a_log_line() {
     let moto = Moto::start_plain();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("web-identity-token"),
-        unsigned_jwt("sa", 3600),
-    )
-    .unwrap();
+    write_web_identity_token(dir.path());
     let (port, mport) = (free_port(), free_port());
     let (v4, v6) = (
         format!("--listen=127.0.0.1:{port}"),
@@ -685,7 +698,7 @@ fn ipv6_loopback_listener_is_served_or_skipped_with_a_log_line() {
     let token = proxy.auth_token();
     if TcpListener::bind("[::1]:0").is_ok() {
         let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
-        let r = get(v6, "/v1/credentials", &[("Authorization", &token)]);
+        let r = get_with_auth(v6, "/v1/credentials", &token);
         assert_eq!(r.status, 200, "{r:?}");
     } else {
         assert!(
@@ -722,11 +735,7 @@ fn standalone_config_serves_named_roles_with_their_own_tokens() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let dev = loop {
-        let r = get(
-            proxy.addr(),
-            "/v1/credentials/dev",
-            &[("Authorization", &shared)],
-        );
+        let r = get_with_auth(proxy.addr(), "/v1/credentials/dev", &shared);
         if r.status == 200 || Instant::now() > deadline {
             break r;
         }
@@ -736,29 +745,15 @@ fn standalone_config_serves_named_roles_with_their_own_tokens() {
     assert_eq!(dev.json()["RoleArn"], arn("dev"));
     assert_eq!(dev.json()["AccountId"], ACCOUNT);
     assert_eq!(
-        get(
-            proxy.addr(),
-            "/v1/credentials/prod",
-            &[("Authorization", &shared)]
-        )
-        .status,
+        get_with_auth(proxy.addr(), "/v1/credentials/prod", &shared).status,
         401
     );
-    let prod = get(
-        proxy.addr(),
-        "/v1/credentials/prod",
-        &[("Authorization", "prod-only-token")],
-    );
+    let prod = get_with_auth(proxy.addr(), "/v1/credentials/prod", "prod-only-token");
     assert_eq!(prod.status, 200);
     assert_eq!(prod.json()["AccountId"], "210987654321");
     // Two roles and no default_role: the bare path names no role.
     assert_eq!(
-        get(
-            proxy.addr(),
-            "/v1/credentials",
-            &[("Authorization", &shared)]
-        )
-        .status,
+        get_with_auth(proxy.addr(), "/v1/credentials", &shared).status,
         404
     );
 }
@@ -781,11 +776,7 @@ fn aws_cli_v1_and_boto3_use_credproxy_credentials_against_signature_checking_mot
 
     // AWS CLI v1: the container provider, SigV4-signed GetCallerIdentity verified by the wrapper.
     let out = aws_cli_command()
-        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", proxy.url())
-        .env(
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            &proxy.auth_token_file,
-        )
+        .envs(container_credentials_env(&proxy))
         .args([
             "sts",
             "get-caller-identity",
@@ -796,29 +787,17 @@ fn aws_cli_v1_and_boto3_use_credproxy_credentials_against_signature_checking_mot
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(assumed_role_arn_in(&out.stdout), expected);
 
     // boto3 in one process: two calls, credentials fetched from credproxy.
     let script = "import boto3, json, sys\nsts = boto3.client('sts', endpoint_url=sys.argv[1], region_name='us-east-1')\nids = [sts.get_caller_identity()['Arn'] for _ in range(2)]\ncreds = boto3.Session().get_credentials()\nprint(json.dumps({'Arn': ids[1], 'method': creds.method}))\n";
     let out = isolated_command(python())
-        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", proxy.url())
-        .env(
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            &proxy.auth_token_file,
-        )
+        .envs(container_credentials_env(&proxy))
         .args(["-c", script, &moto.endpoint()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["Arn"], expected);
     assert_eq!(v["method"], "container-role");
@@ -874,11 +853,7 @@ fn exec_runs_the_command_with_the_endpoint_and_returns_its_status() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(
         assumed_role_arn_in(&out.stdout),
         format!("arn:aws:sts::{ACCOUNT}:assumed-role/exec-role/exec-session")
@@ -927,20 +902,12 @@ fn wrapper_enforces_lambda_invoke_permissions_for_credproxy_credentials() {
         let proxy = Proxy::start(&moto, dir.path(), role, &[]);
         proxy.wait_credentials("credentials", Duration::from_secs(10), |r| r.status == 200);
         let out = isolated_command(python())
-            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", proxy.url())
-            .env(
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                &proxy.auth_token_file,
-            )
+            .envs(container_credentials_env(&proxy))
             .args(["-c", script, &moto.endpoint()])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_succeeded(&out);
         assert!(stdout.contains(expect), "{role}: {stdout}");
     }
 }
