@@ -54,6 +54,13 @@ fn assert_succeeded(out: &std::process::Output) {
     );
 }
 
+/// moto behind the project's signature-checking wrapper, a role `name` in it (its ARN) and a temp dir.
+fn signature_checking_moto_with_role(name: &str) -> (Moto, String, tempfile::TempDir) {
+    let moto = Moto::start_wrapped(true);
+    let role = moto.create_role(name, None);
+    (moto, role, tempfile::tempdir().unwrap())
+}
+
 fn access_key(r: &harness::Reply) -> String {
     r.json()["AccessKeyId"]
         .as_str()
@@ -262,9 +269,7 @@ fn sts_down_keeps_serving_cached_credentials_until_expiry_then_502() {
 #[test]
 #[ignore = "needs peers: run make test"]
 fn rotated_web_identity_token_is_read_on_every_exchange() {
-    let moto = Moto::start_wrapped(true);
-    let role = moto.create_role("rotating", None);
-    let dir = tempfile::tempdir().unwrap();
+    let (moto, role, dir) = signature_checking_moto_with_role("rotating");
     let proxy = Proxy::start(&moto, dir.path(), &role, &["--duration-seconds=4"]);
     let first = proxy.wait_credentials("credentials", Duration::from_secs(10), |r| r.status == 200);
 
@@ -373,9 +378,7 @@ fn sts_rejecting_the_role_is_logged_once_and_recovers_when_fixed() {
 #[test]
 #[ignore = "needs peers: run make test"]
 fn malformed_token_is_rejected_and_re_read_once_per_attempt() {
-    let moto = Moto::start_wrapped(true);
-    let role = moto.create_role("app", None);
-    let dir = tempfile::tempdir().unwrap();
+    let (moto, role, dir) = signature_checking_moto_with_role("app");
     std::fs::write(dir.path().join("web-identity-token"), "not-a-jwt").unwrap();
     let proxy = Proxy::start(
         &moto,
@@ -397,9 +400,7 @@ fn malformed_token_is_rejected_and_re_read_once_per_attempt() {
 #[test]
 #[ignore = "needs peers: run make test"]
 fn no_secret_appears_in_logs_or_error_bodies() {
-    let moto = Moto::start_wrapped(true);
-    let role = moto.create_role("app", None);
-    let dir = tempfile::tempdir().unwrap();
+    let (moto, role, dir) = signature_checking_moto_with_role("app");
     let web_token = unsigned_jwt("system:serviceaccount:ns:secret-subject", 3600);
     std::fs::write(dir.path().join("web-identity-token"), &web_token).unwrap();
     // Most verbose logging, SDK internals included.
@@ -767,9 +768,7 @@ fn assumed_role_arn_in(stdout: &[u8]) -> String {
 #[test]
 #[ignore = "needs peers: run make test"]
 fn aws_cli_v1_and_boto3_use_credproxy_credentials_against_signature_checking_moto() {
-    let moto = Moto::start_wrapped(true);
-    let role = moto.create_role("app-role", None);
-    let dir = tempfile::tempdir().unwrap();
+    let (moto, role, dir) = signature_checking_moto_with_role("app-role");
     let proxy = Proxy::start(&moto, dir.path(), &role, &[]);
     proxy.wait_credentials("credentials", Duration::from_secs(10), |r| r.status == 200);
     let expected = format!("arn:aws:sts::{ACCOUNT}:assumed-role/app-role/credproxy-test");
@@ -825,9 +824,7 @@ fn aws_cli_v1_and_boto3_use_credproxy_credentials_against_signature_checking_mot
 #[test]
 #[ignore = "needs peers: run make test"]
 fn exec_runs_the_command_with_the_endpoint_and_returns_its_status() {
-    let moto = Moto::start_wrapped(true);
-    let role = moto.create_role("exec-role", None);
-    let dir = tempfile::tempdir().unwrap();
+    let (moto, role, dir) = signature_checking_moto_with_role("exec-role");
     std::fs::write(dir.path().join("wit"), unsigned_jwt("sa", 3600)).unwrap();
     let base = |cmd: &mut std::process::Command| {
         cmd.env("AWS_ROLE_ARN", &role)
