@@ -513,16 +513,20 @@ fn compile_backend(
             String::new()
         }
     };
-    let account_id = str_field(lambda, "accountId", &what, "spec.aws.lambda", report)
-        .or_else(|| str_field(aws, "accountId", &what, "spec.aws", report))
-        .map(str::to_string);
-    if let Some(account) = &account_id {
+    // kgateway puts accountId under spec.aws; older examples put it under spec.aws.lambda.
+    let account_field = match str_field(lambda, "accountId", &what, "spec.aws.lambda", report) {
+        Some(account) => Some(("spec.aws.lambda.accountId", account)),
+        None => str_field(aws, "accountId", &what, "spec.aws", report)
+            .map(|account| ("spec.aws.accountId", account)),
+    };
+    if let Some((field, account)) = account_field {
         if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
             report.error(format!(
-                "{what}: spec.aws.lambda.accountId: {account:?} is not a 12-digit AWS account ID"
+                "{what}: {field}: {account:?} is not a 12-digit AWS account ID"
             ));
         }
     }
+    let account_id = account_field.map(|(_, account)| account.to_string());
     let qualifier =
         str_field(lambda, "qualifier", &what, "spec.aws.lambda", report).map(str::to_string);
     if let Some(q) = &qualifier {
