@@ -1050,6 +1050,7 @@ fn compile_route(
                 Some(backend) => weighted.push(WeightedBackend {
                     backend: backend.clone(),
                     weight,
+                    metrics: Default::default(),
                 }),
                 None => {
                     let exists = objects.backends.iter().any(|(b, _)| b == &backend_id);

@@ -7,12 +7,16 @@
 //!   (Unix time), `gateway_credential_fetches_total{source,result}`
 //! - `gateway_config_reloads_total{result}`
 
+use std::sync::OnceLock;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::response::Outcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -42,6 +46,15 @@ pub struct FetchLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
+}
+
+/// One route rule's series for one backend, resolved from the families on first use (so a series appears
+/// exactly when the first request creates it, as with a label lookup); later requests skip building the
+/// owned labels and hashing them. Only the common case (status 200, outcome `ok`) and the duration are cached.
+#[derive(Debug, Clone, Default)]
+pub struct RouteHandles {
+    ok: OnceLock<Counter>,
+    duration: OnceLock<Histogram>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -133,6 +146,59 @@ impl Metrics {
         }
     }
 
+    /// Counts one served request: `gateway_requests_total`, `gateway_request_duration_seconds`, and the
+    /// function-error/throttle counters for those outcomes. `handles` caches the series of a matched rule.
+    pub fn record_request(
+        &self,
+        route: &str,
+        function: &str,
+        handles: Option<&RouteHandles>,
+        status: u16,
+        outcome: Outcome,
+        seconds: f64,
+    ) {
+        let route_labels = || RouteLabels {
+            route: route.to_string(),
+            function: function.to_string(),
+        };
+        let request_labels = || RequestLabels {
+            route: route.to_string(),
+            function: function.to_string(),
+            status,
+            outcome: outcome.as_str(),
+        };
+        match handles {
+            Some(handles) if status == 200 && outcome == Outcome::Ok => {
+                handles
+                    .ok
+                    .get_or_init(|| self.requests.get_or_create(&request_labels()).clone())
+                    .inc();
+            }
+            _ => {
+                self.requests.get_or_create(&request_labels()).inc();
+            }
+        }
+        match handles {
+            Some(handles) => handles
+                .duration
+                .get_or_init(|| self.duration.get_or_create(&route_labels()).clone())
+                .observe(seconds),
+            None => self
+                .duration
+                .get_or_create(&route_labels())
+                .observe(seconds),
+        }
+        match outcome {
+            Outcome::FunctionError | Outcome::FunctionTimeout => {
+                self.function_errors.get_or_create(&route_labels()).inc();
+            }
+            Outcome::Throttled => {
+                self.throttles.get_or_create(&route_labels()).inc();
+            }
+            _ => {}
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -144,5 +210,45 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_handles_produce_the_same_series_as_label_lookups() {
+        let requests = [
+            (200, Outcome::Ok),
+            (502, Outcome::FunctionError),
+            (200, Outcome::Ok),
+            (429, Outcome::Throttled),
+            (202, Outcome::Ok),
+        ];
+        let (route, function) = ("ns/r#0", "arn:aws:lambda:us-east-1:123456789012:function:f");
+        let cached = Metrics::new();
+        let looked_up = Metrics::new();
+        let handles = RouteHandles::default();
+        assert!(
+            !cached.encode().contains(function),
+            "no series before the first request"
+        );
+        for (status, outcome) in requests {
+            cached.record_request(route, function, Some(&handles), status, outcome, 0.001);
+            looked_up.record_request(route, function, None, status, outcome, 0.001);
+        }
+        // Series order within a family follows its hash map, so compare the lines as sets.
+        let sorted_lines = |text: &str| {
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            lines.sort();
+            lines
+        };
+        let encoded = cached.encode();
+        assert_eq!(sorted_lines(&encoded), sorted_lines(&looked_up.encode()));
+        assert!(encoded.contains(
+            r#"gateway_requests_total{route="ns/r#0",function="arn:aws:lambda:us-east-1:123456789012:function:f",status="200",outcome="ok"} 2"#
+        ), "{encoded}");
+        assert!(encoded.contains(r#"gateway_request_duration_seconds_count{route="ns/r#0",function="arn:aws:lambda:us-east-1:123456789012:function:f"} 5"#), "{encoded}");
     }
 }

@@ -120,6 +120,8 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 pub struct WeightedBackend {
     pub backend: Arc<Backend>,
     pub weight: u32,
+    /// This rule's metric series for this backend, resolved on first use.
+    pub metrics: crate::metrics::RouteHandles,
 }
 
 /// One HTTPRoute rule, compiled.
@@ -143,6 +145,11 @@ impl RouteRule {
     /// Picks a backend by weight; `roll` is a uniformly random u32 (injected for tests).
     /// None when the rule has no backend with a positive weight (Gateway API: answer 500).
     pub fn pick_backend(&self, roll: u32) -> Option<&Arc<Backend>> {
+        self.pick(roll).map(|b| &b.backend)
+    }
+
+    /// [`RouteRule::pick_backend`], returning the weighted entry (with its metric handles).
+    pub fn pick(&self, roll: u32) -> Option<&WeightedBackend> {
         let total: u64 = self.backends.iter().map(|b| u64::from(b.weight)).sum();
         if total == 0 {
             return None;
@@ -151,7 +158,7 @@ impl RouteRule {
         for b in &self.backends {
             let w = u64::from(b.weight);
             if point < w {
-                return Some(&b.backend);
+                return Some(b);
             }
             point -= w;
         }

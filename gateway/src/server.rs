@@ -25,9 +25,7 @@ use crate::config::{self, AuthSource, Config, LoadOptions};
 use crate::credentials::{self, CredentialCell, CredentialState};
 use crate::event::{self, EventInput};
 use crate::invoke::{self, InvokeError};
-use crate::metrics::{
-    FetchLabels, Metrics, RequestLabels, ResultLabels, RouteLabels, SourceLabels,
-};
+use crate::metrics::{FetchLabels, Metrics, ResultLabels, RouteHandles, SourceLabels};
 use crate::response::{self, ClientReply, FunctionRef, Outcome};
 use crate::routing::{parse_query, RequestView};
 
@@ -288,9 +286,11 @@ fn into_response(reply: ClientReply) -> Response {
     response
 }
 
-struct Served {
-    route: String,
-    function: String,
+struct Served<'a> {
+    route: &'a str,
+    function: &'a str,
+    /// The matched rule's series for the picked backend.
+    metrics: Option<&'a RouteHandles>,
     reply: ClientReply,
 }
 
@@ -300,46 +300,30 @@ async fn proxy(
     request: http::Request<Body>,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    // Only the access log and API Gateway events need a request id.
-    let request_id = if gw.access_log {
-        request_id()
+    let runtime = gw.runtime();
+    // Only the access log and API Gateway events need a request id (and only the access log the method/path).
+    let (request_id, method, path) = if gw.access_log {
+        (
+            request_id(),
+            request.method().clone(),
+            request.uri().path().to_string(),
+        )
     } else {
-        String::new()
+        Default::default()
     };
-    let served = serve(&gw, peer, request, &request_id).await;
+    let served = serve(&gw, &runtime, peer, request, &request_id).await;
 
     let status = served.reply.status;
     let outcome = served.reply.outcome;
     let elapsed = started.elapsed();
-    let metrics = &gw.metrics;
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: served.route.clone(),
-            function: served.function.clone(),
-            status,
-            outcome: outcome.as_str(),
-        })
-        .inc();
-    let route_labels = RouteLabels {
-        route: served.route.clone(),
-        function: served.function.clone(),
-    };
-    metrics
-        .duration
-        .get_or_create(&route_labels)
-        .observe(elapsed.as_secs_f64());
-    match outcome {
-        Outcome::FunctionError | Outcome::FunctionTimeout => {
-            metrics.function_errors.get_or_create(&route_labels).inc();
-        }
-        Outcome::Throttled => {
-            metrics.throttles.get_or_create(&route_labels).inc();
-        }
-        _ => {}
-    }
+    gw.metrics.record_request(
+        served.route,
+        served.function,
+        served.metrics,
+        status,
+        outcome,
+        elapsed.as_secs_f64(),
+    );
     if gw.access_log {
         tracing::info!(
             target: "access",
@@ -351,13 +335,13 @@ async fn proxy(
     into_response(served.reply)
 }
 
-async fn serve(
+async fn serve<'a>(
     gw: &Gateway,
+    runtime: &'a Runtime,
     peer: SocketAddr,
     request: http::Request<Body>,
     request_id: &str,
-) -> Served {
-    let runtime = gw.runtime();
+) -> Served<'a> {
     let (parts, body) = request.into_parts();
     let headers: Vec<(&str, &str)> = parts
         .headers
@@ -382,8 +366,9 @@ async fn serve(
 
     let Some(rule) = runtime.config.routes.resolve(&view) else {
         return Served {
-            route: "-".into(),
-            function: "-".into(),
+            route: "-",
+            function: "-",
+            metrics: None,
             reply: ClientReply::error(
                 404,
                 Outcome::NoRoute,
@@ -392,11 +377,12 @@ async fn serve(
             ),
         };
     };
-    let route = rule.label().to_string();
-    let Some(backend) = rule.pick_backend(rand::random()) else {
+    let route = rule.label();
+    let Some(picked) = rule.pick(rand::random()) else {
         return Served {
             route,
-            function: "-".into(),
+            function: "-",
+            metrics: None,
             reply: ClientReply::error(
                 500,
                 Outcome::NoBackend,
@@ -405,10 +391,11 @@ async fn serve(
             ),
         };
     };
-    let function = backend.arn.clone();
+    let backend = &picked.backend;
     let reply = |reply: ClientReply| Served {
-        route: route.clone(),
-        function: function.clone(),
+        route,
+        function: &backend.arn,
+        metrics: Some(&picked.metrics),
         reply,
     };
     let limit = backend.invocation.payload_limit();
