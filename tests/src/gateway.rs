@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{free_port, isolated_command, wait_for_port, workspace_bin, ChildGuard};
+use crate::{free_port, http_exchange, isolated_command, wait_for_port, workspace_bin, ChildGuard};
 
 /// A running gateway.
 #[derive(Debug)]
@@ -124,27 +124,7 @@ impl Drop for Gateway {
 
 /// Minimal blocking `GET` (fresh connection); returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return (0, String::new());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    http_exchange(addr, &format!("GET {path} HTTP/1.1"), b"")
 }
 
 /// credproxy as the webhook's sidecar contract runs it.
@@ -310,22 +290,9 @@ impl CountingProxy {
 
 /// Minimal blocking `GET` with an `Authorization` header; returns (status, body).
 pub fn http_get_with_auth(addr: SocketAddr, path: &str, authorization: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return (0, String::new());
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n");
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    http_exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nAuthorization: {authorization}"),
+        b"",
+    )
 }

@@ -10,6 +10,7 @@
 //!
 //! Peer-specific helpers live in their own modules (`moto`, `serverless`, `kube`).
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -111,6 +112,32 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("{what} did not listen on {addr} within {timeout:?}");
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close` is added): `head_lines` are the request
+/// line and headers without the final blank line. Returns (status, body); status 0 when nothing answered.
+pub fn http_exchange(addr: SocketAddr, head_lines: &str, body: &[u8]) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let head = format!("{head_lines}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(head.as_bytes()).is_err() || stream.write_all(body).is_err() {
+        return (0, String::new());
+    }
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Kills (and reaps) the child process when dropped, so a failing test leaves nothing running.

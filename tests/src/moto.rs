@@ -14,7 +14,6 @@
 //! - [`unsigned_jwt`] builds a JWT-shaped web identity token (header.claims.signature) for the
 //!   wrapper's optional web-identity checks (`verify_web_identity`).
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -92,7 +91,7 @@ pub fn unsigned_jwt(sub: &str, ttl_secs: i64) -> String {
     )
 }
 
-/// Minimal HTTP/1.1 request over a fresh connection; returns (status, body).
+/// Minimal HTTP/1.1 request over a fresh connection; returns (status, body). Panics if moto does not answer.
 pub fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -100,30 +99,16 @@ pub fn http_request(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to moto");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nContent-Type: {content_type}\r\nContent-Length: {}",
         body.len()
     );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (status, text) = crate::http_exchange(addr, &head, body);
+    assert_ne!(
+        status, 0,
+        "no HTTP answer from moto at {addr} for {method} {path}"
+    );
+    (status, text)
 }
 
 impl Moto {
