@@ -72,7 +72,21 @@ step() { printf '\n==> %s\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A free loopback port for a peer, never one of the ports the pod itself will use (they are bound later).
+free_port() {
+  python3 - "$GATEWAY_PORT" "$GATEWAY_ADMIN_PORT" "$CREDPROXY_PORT" "$CREDPROXY_METRICS_PORT" <<'PY'
+import socket, sys
+reserved = {int(p) for p in sys.argv[1:]}
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    if port not in reserved:
+        print(port)
+        break
+PY
+}
 wait_http() { # url what timeout_s
   local deadline=$((SECONDS + $3))
   until curl -sf -o /dev/null "$1"; do

@@ -79,7 +79,15 @@ fn the_seeds_curl_gets_the_seeds_documented_response() {
 #[test]
 #[ignore = "needs peers: run make test"]
 fn make_demo_prints_the_seeds_response_and_stops_everything_it_started() {
-    let ports = [free_port(), free_port(), free_port()];
+    // credproxy's metrics listener takes CREDPROXY_PORT + 1 (the sidecar contract): keep it free and distinct.
+    let ports = loop {
+        let ports = [free_port(), free_port(), free_port()];
+        let metrics = ports[2] + 1;
+        if !ports.contains(&metrics) && std::net::TcpListener::bind(("127.0.0.1", metrics)).is_ok()
+        {
+            break ports;
+        }
+    };
     let mut cmd = isolated_command("bash");
     cmd.arg(workspace_root().join("deploy/demo/demo.sh"))
         .env("DEMO_SKIP_BUILD", "1")
