@@ -5,38 +5,8 @@
 use std::time::{Duration, Instant};
 
 use integration::gateway::{http_get, CountingProxy, Gateway, Sidecar};
-use integration::moto::{http_request, Moto, REGION};
+use integration::moto::Moto;
 use serde_json::{json, Value};
-
-fn use_lambda_simple_mode(moto: &Moto) {
-    let (status, body) = http_request(
-        moto.addr(),
-        "POST",
-        "/moto-api/config",
-        "application/json",
-        br#"{"lambda":{"use_docker":false}}"#,
-    );
-    assert!(
-        status == 200 || status == 201,
-        "moto-api/config: {status} {body}"
-    );
-}
-
-/// Queues the next Invoke result (lambda-simple mode answers queued results in order).
-fn queue_result(moto: &Moto, result: &str) {
-    let body = json!({"results": [result], "region": REGION}).to_string();
-    let (status, text) = http_request(
-        moto.addr(),
-        "POST",
-        "/moto-api/static/lambda-simple/response",
-        "application/json",
-        body.as_bytes(),
-    );
-    assert!(
-        status == 200 || status == 201,
-        "queue result: {status} {text}"
-    );
-}
 
 fn allow_invoke() -> Value {
     json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"}]})
@@ -103,7 +73,7 @@ async fn seed_curl(gateway: &Gateway) -> (u16, String) {
 #[ignore = "needs peers: run make test"]
 async fn allowed_role_is_served_denied_role_and_wrong_secret_are_mapped() {
     let moto = Moto::start_wrapped(false);
-    use_lambda_simple_mode(&moto);
+    moto.use_lambda_simple();
     let allowed = moto.create_role("gateway-allowed", Some(&allow_invoke()));
     let denied = moto.create_role("gateway-denied", Some(&deny_invoke()));
     let dir = tempfile::tempdir().unwrap();
@@ -129,7 +99,7 @@ async fn allowed_role_is_served_denied_role_and_wrong_secret_are_mapped() {
     // Allowed role: moto verifies the signature and the IAM policy, then answers the queued result.
     let gateway = Gateway::start(&config, &allowed_sidecar.app_env(), &[]);
     gateway.wait_ready(Duration::from_secs(15));
-    queue_result(&moto, r#"{"statusCode":200,"body":"signed and allowed"}"#);
+    moto.queue_lambda_results(&[r#"{"statusCode":200,"body":"signed and allowed"}"#]);
     let (status, body) = seed_curl(&gateway).await;
     assert_eq!(
         (status, body.as_str()),
@@ -211,7 +181,7 @@ async fn allowed_role_is_served_denied_role_and_wrong_secret_are_mapped() {
 #[ignore = "needs peers: run make test"]
 async fn cached_credentials_outlive_the_endpoint_and_expired_ones_never_reach_lambda() {
     let moto = Moto::start_wrapped(false);
-    use_lambda_simple_mode(&moto);
+    moto.use_lambda_simple();
     let role = moto.create_role("gateway-short", Some(&allow_invoke()));
     let dir = tempfile::tempdir().unwrap();
     // 30 s credentials: the gateway stops using them 10 s before they expire.
@@ -232,12 +202,12 @@ async fn cached_credentials_outlive_the_endpoint_and_expired_ones_never_reach_la
     let gateway = Gateway::start(&config, &sidecar.app_env(), &[]);
     gateway.wait_ready(Duration::from_secs(15));
 
-    queue_result(&moto, r#""first""#);
+    moto.queue_lambda_results(&[r#""first""#]);
     assert_eq!(seed_curl(&gateway).await, (200, r#""first""#.to_string()));
 
     // The credential endpoint goes down: the cached credentials keep working (and moto still verifies them).
     sidecar.stop();
-    queue_result(&moto, r#""from cache""#);
+    moto.queue_lambda_results(&[r#""from cache""#]);
     assert_eq!(
         seed_curl(&gateway).await,
         (200, r#""from cache""#.to_string()),
