@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
-use crate::config::RequestEvent;
+use crate::model::RequestEvent;
 
 /// Hop-by-hop headers never appear in an event.
 const HOP_BY_HOP: &[&str] = &[

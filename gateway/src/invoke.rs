@@ -13,9 +13,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::Backend;
 use crate::credentials::Held;
-use crate::response::LambdaReply;
+use crate::model::{Backend, LambdaReply};
 
 /// Lambda's own response limit is 6 MB; anything far larger is not Lambda.
 const MAX_RESPONSE_BYTES: usize = 7 * 1024 * 1024;

@@ -7,10 +7,10 @@
 
 pub mod config;
 pub mod credentials;
-pub mod endpoint;
 pub mod event;
 pub mod invoke;
 pub mod metrics;
+pub mod model;
 pub mod response;
 pub mod routing;
 pub mod server;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use crate::config::Backend;
+use crate::model::Backend;
 
 #[derive(Debug, Clone)]
 pub enum PathMatch {

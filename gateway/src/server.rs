@@ -21,12 +21,13 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::OnceCell;
 
-use crate::config::{self, AuthSource, Config, LoadOptions};
+use crate::config::{self, Config, LoadOptions};
 use crate::credentials::{self, CredentialCell, CredentialState};
 use crate::event::{self, EventInput};
 use crate::invoke::{self, InvokeError};
 use crate::metrics::{FetchLabels, Metrics, ResultLabels, RouteHandles, SourceLabels};
-use crate::response::{self, ClientReply, FunctionRef, Outcome};
+use crate::model::{AuthSource, ClientReply, FunctionRef, InvocationMode, Outcome, RequestEvent};
+use crate::response;
 use crate::routing::{parse_query, RequestView};
 
 /// A configuration plus the credential cell of every Backend in it.
@@ -407,8 +408,8 @@ async fn serve<'a>(
             format!(
                 "the request exceeds Lambda's {} payload limit of {limit} bytes",
                 match backend.invocation {
-                    config::InvocationMode::Sync => "synchronous",
-                    config::InvocationMode::Async => "asynchronous",
+                    InvocationMode::Sync => "synchronous",
+                    InvocationMode::Async => "asynchronous",
                 }
             ),
         )
@@ -439,7 +440,7 @@ async fn serve<'a>(
     // Request context (source IP, protocol, resource, request id) only goes into API Gateway events.
     let api_gateway = matches!(
         backend.request_event,
-        config::RequestEvent::ApiGatewayV1 | config::RequestEvent::ApiGatewayV2
+        RequestEvent::ApiGatewayV1 | RequestEvent::ApiGatewayV2
     );
     let (source_ip, protocol, route_path, own_request_id) = if api_gateway {
         let route_path = rule

@@ -39,7 +39,7 @@ fn the_endpoint_override_applies_to_backends_without_endpoint_url() {
     let config = compile(&[("seed.yaml", SEED)], &options).expect("compiles");
     assert_eq!(
         config.backends[0].endpoint,
-        crate::endpoint::Endpoint::parse("http://127.0.0.1:3002").unwrap()
+        crate::model::Endpoint::parse("http://127.0.0.1:3002").unwrap()
     );
 }
 
