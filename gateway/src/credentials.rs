@@ -8,8 +8,13 @@
 //!   `_RELATIVE_URI`) is set — with `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, re-read on every fetch — else the
 //!   standard AWS chain (environment, profile, web identity, IMDS); or a Secret's static keys.
 //! - Refresh happens at half the remaining lifetime (at most one hour ahead, at least [`MIN_REFRESH`] apart);
-//!   a failed fetch keeps the cached credentials and retries with capped exponential backoff.
-//!   [`CredentialCell::refresh_now`] wakes the refresher early (Lambda said the token expired).
+//!   a failed fetch keeps the cached credentials and retries with capped exponential backoff and jitter.
+//! - [`CredentialCell::refresh_now`] asks for an early fetch (no credentials, or Lambda rejected them). Wake-ups
+//!   are coalesced and never bypass the backoff: while fetches fail, a wake-up does not shorten the backoff
+//!   wait; after a success, early fetches are at least [`MIN_WAKE_INTERVAL`] apart, doubling while wake-ups keep
+//!   coming (up to [`RETRY_CAP`]). So under any request rate against a failing source the fetch rate stays
+//!   bounded (see the `wake_ups_never_bypass_the_backoff` test for the figure).
+//! - Wall-clock time comes from the injected [`crate::clock::Clock`]; waits use tokio's clock.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -20,6 +25,8 @@ use aws_credential_types::Credentials;
 use aws_smithy_runtime_api::client::identity::Identity;
 use tokio::sync::Notify;
 
+use crate::clock::SharedClock;
+
 /// Credentials closer than this to their expiry are not used.
 pub const EXPIRY_SKEW: Duration = Duration::from_secs(10);
 const MIN_REFRESH: Duration = Duration::from_secs(5);
@@ -27,7 +34,10 @@ const MAX_REFRESH: Duration = Duration::from_secs(3600);
 /// Credentials without an expiry (environment, static) are re-read this often.
 const NO_EXPIRY_REFRESH: Duration = Duration::from_secs(900);
 const RETRY_START: Duration = Duration::from_millis(500);
-const RETRY_CAP: Duration = Duration::from_secs(30);
+/// The longest wait between fetch attempts while failing, and between wake-up-triggered fetches.
+pub const RETRY_CAP: Duration = Duration::from_secs(30);
+/// Wake-up-triggered fetches after a success are at least this far apart.
+pub const MIN_WAKE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Cached credentials plus the signing identity built from them.
 #[derive(Debug)]
@@ -95,9 +105,13 @@ impl CredentialCell {
     }
 
     /// A cell holding fixed keys (a Secret); never refreshed.
-    pub fn fixed(source: impl Into<String>, credentials: Credentials) -> Arc<CredentialCell> {
+    pub fn fixed(
+        source: impl Into<String>,
+        credentials: Credentials,
+        now: SystemTime,
+    ) -> Arc<CredentialCell> {
         let cell = CredentialCell::new(source);
-        cell.store(credentials, SystemTime::now());
+        cell.store(credentials, now);
         cell
     }
 
@@ -193,19 +207,30 @@ pub async fn default_provider() -> (String, SharedCredentialsProvider) {
     )
 }
 
+/// A backoff with "equal jitter": uniformly between half of `base` and `base`, so many gateways failing
+/// together do not retry in lockstep.
+fn jittered(base: Duration) -> Duration {
+    let half = base / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
 /// Keeps `cell` filled from `provider` until the task is dropped. `on_fetch` reports each attempt
 /// (`true` = success) for metrics.
 pub async fn refresh_loop(
     cell: Arc<CredentialCell>,
     provider: SharedCredentialsProvider,
+    clock: SharedClock,
     on_fetch: impl Fn(bool) + Send + 'static,
 ) {
     let mut failures = 0u32;
+    // Consecutive fetches triggered by wake-ups; each doubles the minimum spacing of the next one.
+    let mut wake_streak = 0u32;
     loop {
-        let delay = match provider.provide_credentials().await {
+        let attempted_at = tokio::time::Instant::now();
+        let (scheduled, earliest_early) = match provider.provide_credentials().await {
             Ok(credentials) => {
                 failures = 0;
-                let now = SystemTime::now();
+                let now = clock.now();
                 let expiry = credentials.expiry();
                 tracing::info!(
                     source = %cell.source,
@@ -215,7 +240,10 @@ pub async fn refresh_loop(
                 );
                 cell.store(credentials, now);
                 on_fetch(true);
-                refresh_delay(now, expiry)
+                let spacing = MIN_WAKE_INTERVAL
+                    .saturating_mul(2u32.saturating_pow(wake_streak.min(16)))
+                    .min(RETRY_CAP);
+                (refresh_delay(now, expiry), spacing)
             }
             Err(error) => {
                 failures += 1;
@@ -224,12 +252,24 @@ pub async fn refresh_loop(
                 tracing::warn!(source = %cell.source, failures, error = %message, "credential fetch failed; keeping cached credentials until they expire");
                 *cell.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
                 on_fetch(false);
-                retry_delay(failures)
+                // While failing, a wake-up cannot shorten the backoff.
+                let backoff = jittered(retry_delay(failures));
+                (backoff, backoff)
             }
         };
+        let scheduled_at = attempted_at + scheduled;
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = cell.wake.notified() => {}
+            _ = tokio::time::sleep_until(scheduled_at) => wake_streak = 0,
+            _ = cell.wake.notified() => {
+                let early_at = attempted_at + earliest_early;
+                if early_at < scheduled_at {
+                    tokio::time::sleep_until(early_at).await;
+                    wake_streak = wake_streak.saturating_add(1);
+                } else {
+                    tokio::time::sleep_until(scheduled_at).await;
+                    wake_streak = 0;
+                }
+            }
         }
     }
 }
@@ -320,7 +360,7 @@ mod tests {
 
     #[test]
     fn debug_output_never_contains_the_secret_or_token() {
-        let held = Held::new(creds(None), SystemTime::now());
+        let held = Held::new(creds(None), SystemTime::UNIX_EPOCH);
         let text = format!("{held:?}");
         assert!(!text.contains("secret-value"), "{text}");
         assert!(!text.contains("token-value"), "{text}");

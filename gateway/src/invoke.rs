@@ -1,80 +1,22 @@
-//! The Lambda Invoke call: build the request from scratch (no client header reaches it), sign it with SigV4,
-//! send it over a pooled hyper client (TLS verified against the system roots), read the answer.
+//! The Lambda Invoke request: built from scratch (no client header reaches it) and signed with SigV4.
+//! Sending it is [`crate::upstream`]'s job.
 
 use std::sync::LazyLock;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 
 use crate::credentials::Held;
-use crate::model::{Backend, LambdaReply};
-
-/// Lambda's own response limit is 6 MB; anything far larger is not Lambda.
-const MAX_RESPONSE_BYTES: usize = 7 * 1024 * 1024;
+use crate::model::Backend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
     #[error("could not sign the request: {0}")]
     Sign(String),
-    #[error("could not reach the Lambda endpoint: {0}")]
-    Unreachable(String),
-    #[error("Lambda did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("could not read Lambda's response: {0}")]
-    Read(String),
-}
-
-pub type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// The TLS settings for Lambda endpoints: the system's root certificates (verification on), aws-lc-rs.
-pub fn tls_config() -> Result<rustls::ClientConfig, InvokeError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        tracing::warn!("no system CA certificates found (install ca-certificates): https Lambda endpoints will fail TLS verification");
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| InvokeError::Unreachable(format!("TLS setup: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-/// A pooled client (HTTP/1.1, HTTP/2 over ALPN for https).
-pub fn client(tls: rustls::ClientConfig) -> HttpsClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(256)
-        .build(https)
-}
-
-thread_local! {
-    static THREAD_CLIENT: std::cell::OnceCell<HttpsClient> = const { std::cell::OnceCell::new() };
-}
-
-/// This thread's client. Each worker thread runs its own single-threaded runtime, so its pooled connections
-/// (and their tasks) stay on the thread that uses them: no cross-thread wake-ups on the hot path.
-pub fn thread_client(tls: &rustls::ClientConfig) -> HttpsClient {
-    THREAD_CLIENT.with(|cell| cell.get_or_init(|| client(tls.clone())).clone())
 }
 
 /// aws-sigv4's default settings without the excluded-header list. That list only filters the headers handed to
@@ -153,57 +95,12 @@ fn header_value(value: &str) -> Result<HeaderValue, InvokeError> {
     })
 }
 
-fn header_string(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Sends the signed request and reads Lambda's answer, bounded by `timeout` in total.
-pub async fn send(
-    client: &HttpsClient,
-    request: Request<Full<Bytes>>,
-    timeout: Duration,
-) -> Result<LambdaReply, InvokeError> {
-    let call = async {
-        let response = client.request(request).await.map_err(|e| {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            InvokeError::Unreachable(text)
-        })?;
-        let (parts, body) = response.into_parts();
-        let body = Limited::new(body, MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| InvokeError::Read(e.to_string()))?
-            .to_bytes();
-        Ok(LambdaReply {
-            status: parts.status.as_u16(),
-            function_error: header_string(&parts.headers, "x-amz-function-error"),
-            error_type: header_string(&parts.headers, "x-amzn-errortype"),
-            retry_after: header_string(&parts.headers, "retry-after"),
-            request_id: header_string(&parts.headers, "x-amzn-requestid"),
-            executed_version: header_string(&parts.headers, "x-amz-executed-version"),
-            body,
-        })
-    };
-    match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(InvokeError::Timeout(timeout)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{compile, LoadOptions};
     use aws_credential_types::Credentials;
+    use std::time::Duration;
 
     const BACKEND: &str = r#"
 apiVersion: gateway.kgateway.dev/v1alpha1

@@ -2,18 +2,31 @@
 //!
 //! Reads the seed's own manifests (Gateway API `Gateway` + `HTTPRoute`, kgateway `Backend`), signs with
 //! credentials from the container-credentials endpoint (or the standard chain, or a Secret), and maps Lambda's
-//! answers to HTTP per `reference/lambda-gateway.md` §5.7. Pure cores: [`config`], [`routing`], [`event`],
-//! [`response`], [`endpoint`]; I/O: [`credentials`], [`invoke`], [`server`].
+//! answers to HTTP per the table in [`response`].
+//!
+//! Layout, from the inside out:
+//! - [`model`]: the domain types (Backend, payload modes, replies, outcomes); imports nothing else.
+//! - [`config`]: YAML documents → model + problems. [`routing`]: which rule serves a request.
+//!   [`event`]: request → Lambda event. [`response`]: Lambda's answer → client reply. [`invoke`]: the signed
+//!   Invoke request. All pure.
+//! - [`credentials`] (fetch, cache, refresh), [`upstream`] (send to Lambda), [`clock`]: the outside world,
+//!   behind seams tests replace.
+//! - [`state`]: the served configuration, credential cells and metrics; [`pipeline`]: one request through
+//!   named steps; [`server`]: sockets, client limits, admin endpoints, reloads.
 
+pub mod clock;
 pub mod config;
 pub mod credentials;
 pub mod event;
 pub mod invoke;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod response;
 pub mod routing;
 pub mod server;
+pub mod state;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +70,22 @@ pub struct Args {
     /// Proxy worker threads (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Time a client has from the first byte of a request to the end of its headers.
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send the request body once the headers are in (else 408).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight and no progress is closed after this.
+    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+    /// Largest request line + headers, in bytes (larger: 431).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Open client connections across all workers (more wait in the listen backlog). Lowered to fit the
+    /// open-files limit.
+    #[arg(long, default_value_t = 16384)]
+    pub max_connections: usize,
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -73,13 +102,15 @@ pub enum RunError {
     Usage(String),
     #[error("{0}")]
     Io(String),
+    #[error("{0}")]
+    Serve(#[from] server::ServeError),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Config(_) | RunError::Usage(_) => 64,
-            RunError::Io(_) => 1,
+            RunError::Io(_) | RunError::Serve(_) => 1,
         }
     }
 }
@@ -92,10 +123,6 @@ pub fn endpoint_override_from_env() -> Option<String> {
 }
 
 /// Runs the gateway until SIGTERM/SIGINT.
-///
-/// Threads: one control thread (config, reloads, credential refresh, admin listener, signals) and `--workers`
-/// proxy threads, each with its own single-threaded runtime, its own `SO_REUSEPORT` listener on the same
-/// address and its own upstream connection pool — the nginx worker model, without cross-thread wake-ups.
 pub fn run(args: Args) -> Result<(), RunError> {
     let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,12 +132,12 @@ pub fn run(args: Args) -> Result<(), RunError> {
 }
 
 async fn serve(args: Args) -> Result<(), RunError> {
-    let options = config::LoadOptions {
+    let load_options = config::LoadOptions {
         secrets_dir: args.secrets_dir.clone(),
         endpoint_override: endpoint_override_from_env(),
         default_timeout: Some(args.default_timeout),
     };
-    let config = config::load_files(&args.config, &options)?;
+    let config = config::load_files(&args.config, &load_options)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -142,19 +169,6 @@ async fn serve(args: Args) -> Result<(), RunError> {
             "backend"
         );
     }
-    let gateway = server::Gateway::new(config, args.config.clone(), options, args.access_log)
-        .await
-        .map_err(|e| RunError::Io(format!("cannot set up TLS for Lambda endpoints: {e}")))?;
-    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
-        .await
-        .map_err(|e| {
-            RunError::Io(format!(
-                "cannot listen on {} (admin): {e}",
-                args.admin_listen
-            ))
-        })?;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = args
         .workers
         .unwrap_or_else(|| {
@@ -163,125 +177,57 @@ async fn serve(args: Args) -> Result<(), RunError> {
                 .unwrap_or(1)
         })
         .max(1);
-    let mut threads = Vec::new();
-    let mut bound = listen;
-    for index in 0..workers {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let gateway = gateway.clone();
-        let mut stop = stop_rx.clone();
-        let addr = bound;
-        let thread = std::thread::Builder::new()
-            .name(format!("gateway-worker-{index}"))
-            .spawn(move || {
-                worker(index, addr, gateway, ready_tx, async move {
-                    let _ = stop.changed().await;
-                })
-            })
-            .map_err(|e| RunError::Io(format!("cannot start worker thread: {e}")))?;
-        match ready_rx.recv() {
-            Ok(Ok(actual)) => bound = actual,
-            Ok(Err(e)) => {
-                let _ = stop_tx.send(true);
-                return Err(RunError::Io(format!("cannot listen on {addr}: {e}")));
-            }
-            Err(_) => return Err(RunError::Io("a worker thread died while starting".into())),
-        }
-        threads.push(thread);
-    }
-
-    let _watcher = if args.no_watch {
-        None
-    } else {
-        Some(
-            server::watch_config(gateway.clone())
-                .map_err(|e| RunError::Io(format!("cannot watch the config files: {e}")))?,
-        )
+    let limits = state::ClientLimits {
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
+        idle_timeout: args.idle_timeout,
+        max_header_bytes: args.max_header_bytes,
+        max_connections_per_worker: connections_per_worker(args.max_connections, workers),
+        ..state::ClientLimits::default()
     };
-    tracing::info!(listen = %bound, admin = %args.admin_listen, workers, "gateway serving");
-
-    let mut admin_stop = stop_rx.clone();
-    let admin = axum::serve(admin_listener, server::admin_router(gateway.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = admin_stop.changed().await;
-        });
-    let signal = async {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
+    let upstream = upstream::HttpUpstream::new()
+        .map_err(|e| RunError::Io(format!("cannot set up TLS for Lambda endpoints: {e}")))?;
+    let settings = state::Settings {
+        config_paths: args.config.clone(),
+        load_options,
+        access_log: args.access_log,
+        limits,
     };
-    let (admin_result, ()) = tokio::join!(admin, signal);
-    admin_result.map_err(|e| RunError::Io(format!("admin server: {e}")))?;
-    for thread in threads {
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    }
-    tracing::info!("gateway stopped");
+    let deps = state::Dependencies {
+        clock: clock::system(),
+        upstream: std::sync::Arc::new(upstream),
+        default_credentials: None,
+    };
+    let gateway = state::Gateway::new(config, settings, deps).await;
+    server::serve(gateway, listen, args.admin_listen, workers, !args.no_watch).await?;
     Ok(())
 }
 
-/// One proxy worker: a single-threaded runtime serving its own `SO_REUSEPORT` listener until `stop`.
-fn worker(
-    index: usize,
-    addr: SocketAddr,
-    gateway: std::sync::Arc<server::Gateway>,
-    ready: std::sync::mpsc::Sender<std::io::Result<SocketAddr>>,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let listener = match bind_reuseport(addr) {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ready.send(Err(e));
-                return;
+/// `--max-connections` split across workers, lowered so that every connection (plus one upstream connection
+/// each and some spare descriptors) fits the process's open-files limit.
+fn connections_per_worker(requested: usize, workers: usize) -> usize {
+    let per_worker = (requested / workers).max(1);
+    match open_files_limit() {
+        Some(limit) => {
+            // Each client connection may hold one upstream connection; keep 256 descriptors spare.
+            let fit = (limit.saturating_sub(256) / 2 / workers as u64).max(1) as usize;
+            if fit < per_worker {
+                tracing::warn!(
+                    open_files_limit = limit,
+                    requested,
+                    allowed = fit * workers,
+                    "--max-connections lowered to fit the open-files limit (raise `ulimit -n` to allow more)"
+                );
             }
-        };
-        let _ = ready.send(listener.local_addr());
-        let app = server::proxy_router(gateway).into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(worker = index, error = %e, "proxy worker stopped");
+            per_worker.min(fit)
         }
-    });
-}
-
-fn bind_reuseport(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        None => per_worker,
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// The soft `RLIMIT_NOFILE`, from `/proc/self/limits` (Linux).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }

@@ -6,6 +6,9 @@
 //! - `gateway_credentials_state{source}` (0 missing, 1 valid, 2 expired), `gateway_credentials_expiry_seconds{source}`
 //!   (Unix time), `gateway_credential_fetches_total{source,result}`
 //! - `gateway_config_reloads_total{result}`
+//! - `gateway_client_connections_closed_total{reason}` — connections the gateway closed on a client
+//!   (`header_read_timeout`, `idle_timeout`)
+//! - `gateway_panics_total` — requests whose handling panicked (answered 500); always 0 unless there is a bug
 
 use std::sync::OnceLock;
 
@@ -44,6 +47,11 @@ pub struct FetchLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
 }
@@ -72,6 +80,8 @@ pub struct Metrics {
     pub credentials_expiry: Family<SourceLabels, Gauge>,
     pub credential_fetches: Family<FetchLabels, Counter>,
     pub reloads: Family<ResultLabels, Counter>,
+    pub connections_closed: Family<ClosedLabels, Counter>,
+    pub panics: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,6 +103,8 @@ impl Metrics {
         let credentials_expiry = Family::<SourceLabels, Gauge>::default();
         let credential_fetches = Family::<FetchLabels, Counter>::default();
         let reloads = Family::<ResultLabels, Counter>::default();
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        let panics = Counter::default();
         registry.register(
             "requests",
             "Requests served, by route, function, status and outcome",
@@ -133,6 +145,16 @@ impl Metrics {
             "Configuration reloads by result",
             reloads.clone(),
         );
+        registry.register(
+            "client_connections_closed",
+            "Client connections the gateway closed, by reason",
+            connections_closed.clone(),
+        );
+        registry.register(
+            "panics",
+            "Requests whose handling panicked and were answered 500 (a bug)",
+            panics.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -143,6 +165,8 @@ impl Metrics {
             credentials_expiry,
             credential_fetches,
             reloads,
+            connections_closed,
+            panics,
         }
     }
 

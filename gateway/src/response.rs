@@ -18,6 +18,16 @@
 //! | other 4xx/5xx                                             | 502 `LambdaError`                       |
 //!
 //! `X-Amz-Log-Result` is never forwarded; only `x-amzn-requestid` and `x-amz-executed-version` are.
+//!
+//! Client-visible messages say what happened and what to check, never internals: Lambda's own error messages
+//! (which name roles, accounts and ARNs) and the function's identity go into [`ClientReply::with_detail`], which
+//! only the request's log line shows.
+//!
+//! A function's output never controls the client connection: in the unwrapping modes, hop-by-hop and framing
+//! headers it returns (`content-length`, `transfer-encoding`, `connection`, `keep-alive`, `upgrade`, `te`,
+//! `trailer`, `proxy-*`) are dropped, header names/values that are not valid HTTP are dropped (and reported in
+//! [`Unwrapped::dropped`]), a status outside 200–599 is a 502 `MalformedLambdaResponse` (a 1xx cannot be a
+//! final response), and 204/304 answers carry no body.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -77,8 +87,7 @@ pub fn map_reply(
     mode: ResponseMode,
     invocation: InvocationMode,
 ) -> ClientReply {
-    let mapped = map_status(reply, function, mode, invocation);
-    let mut mapped = mapped;
+    let mut mapped = map_status(reply, function, mode, invocation);
     if let Some(id) = &reply.request_id {
         mapped.headers.push(("x-amzn-requestid".into(), id.clone()));
     }
@@ -98,21 +107,26 @@ fn map_status(
 ) -> ClientReply {
     match reply.status {
         200 if reply.function_error.is_some() => function_error(reply, function),
-        200 if invocation == InvocationMode::Async => empty(202, Outcome::Ok),
-        200 => unwrap(reply, mode),
-        202 => empty(202, Outcome::Ok),
-        204 => empty(204, Outcome::Ok),
+        200 if invocation == InvocationMode::Async => empty(202),
+        200 => unwrap(reply, mode, function),
+        202 => empty(202),
+        204 => empty(204),
         _ => lambda_error(reply, function),
     }
 }
 
-fn empty(status: u16, outcome: Outcome) -> ClientReply {
+fn ok(status: u16, headers: Vec<(String, String)>, body: Bytes) -> ClientReply {
     ClientReply {
         status,
-        headers: vec![],
-        body: Bytes::new(),
-        outcome,
+        headers,
+        body,
+        outcome: Outcome::Ok,
+        error: None,
     }
+}
+
+fn empty(status: u16) -> ClientReply {
+    ok(status, vec![], Bytes::new())
 }
 
 fn function_error(reply: &LambdaReply, function: FunctionRef<'_>) -> ClientReply {
@@ -154,100 +168,184 @@ fn function_error(reply: &LambdaReply, function: FunctionRef<'_>) -> ClientReply
         ],
         body: Bytes::from(serde_json::to_vec(&Value::Object(error)).expect("JSON serializes")),
         outcome,
+        error: None,
     }
 }
 
 fn lambda_error(reply: &LambdaReply, function: FunctionRef<'_>) -> ClientReply {
     let code = error_code(reply);
-    let detail = upstream_message(&reply.body);
+    let said = upstream_message(&reply.body);
+    let detail = format!(
+        "Lambda answered HTTP {} {code} for {function}: {said}",
+        reply.status
+    );
     match (reply.status, code.as_str()) {
         (429, _) | (_, "TooManyRequestsException") => {
             let reason = serde_json::from_slice::<Value>(&reply.body)
                 .ok()
                 .and_then(|v| v.get("Reason").and_then(Value::as_str).map(str::to_string))
+                .filter(|r| !r.is_empty() && r.len() <= 128 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
                 .unwrap_or_else(|| "Throttled".into());
-            let retry_after = reply.retry_after.clone().filter(|v| !v.is_empty()).unwrap_or_else(|| "1".into());
-            ClientReply::error(429, Outcome::Throttled, "Throttled", format!("Lambda throttled the invocation of {function} ({reason}); retry later"))
+            let retry_after = reply
+                .retry_after
+                .clone()
+                .filter(|v| !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_digit()))
+                .unwrap_or_else(|| "1".into());
+            ClientReply::error(429, Outcome::Throttled, "Throttled", format!("Lambda throttled the route's function ({reason}); retry later"))
                 .with_header("retry-after", retry_after)
                 .with_header("x-podcred-lambda-reason", reason)
+                .with_detail(detail)
         }
         (404, _) | (_, "ResourceNotFoundException") => ClientReply::error(
             502,
             Outcome::FunctionNotFound,
             "FunctionNotFound",
-            format!("the Lambda function {function} does not exist (or the qualifier is unknown): check the Backend's functionName, qualifier and region. Lambda said: {detail}"),
-        ),
+            "the route's Lambda function (or its qualifier) does not exist: check the Backend's functionName, qualifier and region",
+        )
+        .with_detail(detail),
         (_, code) if is_credential_rejection(code) => ClientReply::error(
             502,
             Outcome::CredentialsRejected,
             "CredentialsRejected",
-            format!("Lambda rejected the gateway's credentials ({code}) when invoking {function}; the gateway refreshes them, check its credential source if this persists"),
-        ),
+            "Lambda rejected the gateway's credentials; the gateway refreshes them — check its credential source if this persists",
+        )
+        .with_detail(detail),
         (403, _) | (_, "AccessDeniedException") => ClientReply::error(
             502,
             Outcome::AccessDenied,
             "AccessDenied",
-            format!("the gateway's role is not allowed to invoke {function} (it needs lambda:InvokeFunction). Lambda said: {detail}"),
-        ),
+            "the gateway's role is not allowed to invoke the route's function (it needs lambda:InvokeFunction)",
+        )
+        .with_detail(detail),
         (409, _) | (_, "ResourceNotReadyException") | (_, "ResourceConflictException") => ClientReply::error(
             503,
             Outcome::NotReady,
             "FunctionNotReady",
-            format!("the Lambda function {function} is being created or updated; retry shortly. Lambda said: {detail}"),
+            "the route's Lambda function is being created or updated; retry shortly",
         )
-        .with_header("retry-after", "1"),
-        (413, _) => ClientReply::error(413, Outcome::TooLarge, "PayloadTooLarge", format!("Lambda refused the payload as too large: {detail}")),
+        .with_header("retry-after", "1")
+        .with_detail(detail),
+        (413, _) => ClientReply::error(413, Outcome::TooLarge, "PayloadTooLarge", "Lambda refused the payload as too large").with_detail(detail),
         (400, "InvalidRequestContentException") => {
-            ClientReply::error(400, Outcome::BadRequest, "InvalidRequestContent", format!("Lambda could not parse the event: {detail}"))
+            ClientReply::error(400, Outcome::BadRequest, "InvalidRequestContent", "Lambda could not parse the event").with_detail(detail)
         }
-        (status, code) => ClientReply::error(
+        (status, _) => ClientReply::error(
             502,
             Outcome::LambdaError,
             "LambdaError",
-            format!("Lambda answered HTTP {status} {code} when invoking {function}: {detail}"),
-        ),
+            format!("Lambda answered HTTP {status}"),
+        )
+        .with_detail(detail),
     }
 }
 
-fn malformed(detail: impl std::fmt::Display) -> ClientReply {
+fn malformed(detail: impl std::fmt::Display, function: FunctionRef<'_>) -> ClientReply {
     ClientReply::error(
         502,
         Outcome::MalformedResponse,
         "MalformedLambdaResponse",
-        format!("the function's response does not fit the route's response mode: {detail}"),
+        "the function's response does not fit the route's response mode",
     )
+    .with_detail(format!("{function}: {detail}"))
 }
 
-fn unwrap(reply: &LambdaReply, mode: ResponseMode) -> ClientReply {
-    match mode {
-        ResponseMode::Passthrough => ClientReply {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: reply.body.clone(),
-            outcome: Outcome::Ok,
-        },
+fn unwrap(reply: &LambdaReply, mode: ResponseMode, function: FunctionRef<'_>) -> ClientReply {
+    let unwrapped = match mode {
+        ResponseMode::Passthrough => {
+            return ok(
+                200,
+                vec![("content-type".into(), "application/json".into())],
+                reply.body.clone(),
+            )
+        }
         ResponseMode::Envoy => unwrap_envoy(&reply.body),
         ResponseMode::ApiGatewayV1 => unwrap_api_gateway(&reply.body, false),
         ResponseMode::ApiGatewayV2 => unwrap_api_gateway(&reply.body, true),
+    };
+    match unwrapped {
+        Ok(unwrapped) => {
+            if !unwrapped.dropped.is_empty() {
+                tracing::warn!(function = %function, dropped = ?unwrapped.dropped, "dropped headers the function returned that a gateway must not forward");
+            }
+            let body = if matches!(unwrapped.status, 204 | 304) {
+                Bytes::new()
+            } else {
+                unwrapped.body
+            };
+            ok(unwrapped.status, unwrapped.headers, body)
+        }
+        Err(problem) => malformed(problem, function),
     }
 }
 
+/// A response the function shaped itself (Envoy / API Gateway modes), with its headers made safe to forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unwrapped {
+    pub status: u16,
+    /// Lower-case names, valid values; no hop-by-hop or framing header.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// Headers the function returned that were not forwarded: `name (why)`.
+    pub dropped: Vec<String>,
+}
+
+/// Hop-by-hop and message-framing headers: the gateway frames the client's response itself.
+fn is_hop_by_hop_or_framing(lower_name: &str) -> bool {
+    matches!(
+        lower_name,
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+    ) || lower_name.starts_with("proxy-")
+}
+
+/// Keeps the headers a client may receive from a function; reports the others.
+fn sanitize(headers: Vec<(String, String)>, dropped: &mut Vec<String>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter(|(name, value)| {
+            let why = if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                "not a valid header name"
+            } else if http::HeaderValue::from_str(value).is_err() {
+                "value is not a valid header value"
+            } else if is_hop_by_hop_or_framing(name) {
+                "hop-by-hop or framing header"
+            } else {
+                return true;
+            };
+            dropped.push(format!("{} ({why})", name.escape_debug()));
+            false
+        })
+        .collect()
+}
+
 fn status_code(value: Option<&Value>) -> Result<Option<u16>, String> {
+    // A final response status: 1xx are interim answers and cannot end a request.
+    let final_status = |n: u64| u16::try_from(n).ok().filter(|n| (200..=599).contains(n));
     match value {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(None),
         Some(Value::Number(n)) => n
             .as_u64()
-            .and_then(|n| u16::try_from(n).ok())
-            .filter(|n| (100..=599).contains(n) || *n == 0)
-            .map(|n| (n != 0).then_some(n))
-            .ok_or_else(|| format!("statusCode {n} is not an HTTP status")),
-        Some(Value::String(s)) => s
-            .parse::<u16>()
-            .ok()
-            .filter(|n| (100..=599).contains(n))
+            .and_then(final_status)
             .map(Some)
-            .ok_or_else(|| format!("statusCode {s:?} is not an HTTP status")),
-        Some(other) => Err(format!("statusCode is {other}, not a number")),
+            .ok_or_else(|| format!("statusCode {n} is not an HTTP status from 200 to 599")),
+        Some(Value::String(s)) => s
+            .parse::<u64>()
+            .ok()
+            .and_then(final_status)
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "statusCode {:?} is not an HTTP status from 200 to 599",
+                    s.chars().take(32).collect::<String>()
+                )
+            }),
+        Some(_) => Err("statusCode is not a number".to_string()),
     }
 }
 
@@ -281,19 +379,11 @@ fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: String) {
 }
 
 /// Envoy's unwrapping: protobuf JSON accepts `status_code` or `statusCode` (etc.); unknown fields ignored.
-fn unwrap_envoy(body: &[u8]) -> ClientReply {
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return malformed(format!("not JSON ({e})")),
-    };
-    let Some(obj) = value.as_object() else {
-        return malformed("not a JSON object");
-    };
+pub fn unwrap_envoy(body: &[u8]) -> Result<Unwrapped, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
+    let obj = value.as_object().ok_or("not a JSON object")?;
     let field = |a: &str, b: &str| obj.get(a).or_else(|| obj.get(b));
-    let status = match status_code(field("status_code", "statusCode")) {
-        Ok(s) => s.unwrap_or(200),
-        Err(e) => return malformed(e),
-    };
+    let status = status_code(field("status_code", "statusCode"))?.unwrap_or(200);
     let is_base64 = field("is_base64_encoded", "isBase64Encoded")
         .and_then(Value::as_bool)
         .unwrap_or(false);
@@ -310,41 +400,34 @@ fn unwrap_envoy(body: &[u8]) -> ClientReply {
                 .map(|c| ("set-cookie".to_string(), header_text(c))),
         );
     }
-    match decode_body(obj.get("body"), is_base64) {
-        Ok(body) => ClientReply {
-            status,
-            headers,
-            body,
-            outcome: Outcome::Ok,
-        },
-        Err(e) => malformed(e),
-    }
+    let body = decode_body(field("body", "body"), is_base64)?;
+    let mut dropped = Vec::new();
+    let headers = sanitize(headers, &mut dropped);
+    Ok(Unwrapped {
+        status,
+        headers,
+        body,
+        dropped,
+    })
 }
 
 /// API Gateway payload 1.0 / 2.0 response rules.
-fn unwrap_api_gateway(body: &[u8], v2: bool) -> ClientReply {
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return malformed(format!("not JSON ({e})")),
-    };
+pub fn unwrap_api_gateway(body: &[u8], v2: bool) -> Result<Unwrapped, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
     let structured = value.as_object().filter(|o| o.contains_key("statusCode"));
     let Some(obj) = structured else {
         if v2 {
             // 2.0 inference: valid JSON without statusCode is the body of a 200 application/json response.
-            return ClientReply {
+            return Ok(Unwrapped {
                 status: 200,
                 headers: vec![("content-type".into(), "application/json".into())],
                 body: Bytes::copy_from_slice(body),
-                outcome: Outcome::Ok,
-            };
+                dropped: vec![],
+            });
         }
-        return malformed("payload format 1.0 requires statusCode");
+        return Err("payload format 1.0 requires statusCode".into());
     };
-    let status = match status_code(obj.get("statusCode")) {
-        Ok(Some(s)) => s,
-        Ok(None) => 200,
-        Err(e) => return malformed(e),
-    };
+    let status = status_code(obj.get("statusCode"))?.unwrap_or(200);
     let mut headers: Vec<(String, String)> = Vec::new();
     match obj.get("headers") {
         None | Some(Value::Null) => {}
@@ -353,7 +436,7 @@ fn unwrap_api_gateway(body: &[u8], v2: bool) -> ClientReply {
                 set_header(&mut headers, k, header_text(v));
             }
         }
-        Some(_) => return malformed("headers must be an object"),
+        Some(_) => return Err("headers must be an object".into()),
     }
     if !v2 {
         match obj.get("multiValueHeaders") {
@@ -361,7 +444,10 @@ fn unwrap_api_gateway(body: &[u8], v2: bool) -> ClientReply {
             Some(Value::Object(map)) => {
                 for (k, v) in map {
                     let Value::Array(values) = v else {
-                        return malformed(format!("multiValueHeaders.{k} must be a list"));
+                        return Err(format!(
+                            "multiValueHeaders.{} must be a list",
+                            k.escape_debug()
+                        ));
                     };
                     // Multi-value entries replace a same-named single-value header.
                     let lower = k.to_ascii_lowercase();
@@ -369,7 +455,7 @@ fn unwrap_api_gateway(body: &[u8], v2: bool) -> ClientReply {
                     headers.extend(values.iter().map(|item| (lower.clone(), header_text(item))));
                 }
             }
-            Some(_) => return malformed("multiValueHeaders must be an object"),
+            Some(_) => return Err("multiValueHeaders must be an object".into()),
         }
     }
     if v2 {
@@ -380,23 +466,23 @@ fn unwrap_api_gateway(body: &[u8], v2: bool) -> ClientReply {
                     .iter()
                     .map(|c| ("set-cookie".to_string(), header_text(c))),
             ),
-            Some(_) => return malformed("cookies must be a list"),
+            Some(_) => return Err("cookies must be a list".into()),
         }
     }
     let is_base64 = match obj.get("isBase64Encoded") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return malformed("isBase64Encoded must be a boolean"),
+        Some(_) => return Err("isBase64Encoded must be a boolean".into()),
     };
-    match decode_body(obj.get("body"), is_base64) {
-        Ok(body) => ClientReply {
-            status,
-            headers,
-            body,
-            outcome: Outcome::Ok,
-        },
-        Err(e) => malformed(e),
-    }
+    let body = decode_body(obj.get("body"), is_base64)?;
+    let mut dropped = Vec::new();
+    let headers = sanitize(headers, &mut dropped);
+    Ok(Unwrapped {
+        status,
+        headers,
+        body,
+        dropped,
+    })
 }
 
 #[cfg(test)]

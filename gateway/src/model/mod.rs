@@ -14,4 +14,4 @@ pub use backend::{
     ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT,
 };
 pub use endpoint::{Endpoint, EndpointError, Partition};
-pub use reply::{ClientReply, FunctionRef, LambdaReply, Outcome};
+pub use reply::{ClientReply, FunctionRef, GatewayError, LambdaReply, Outcome};

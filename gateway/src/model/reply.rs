@@ -30,6 +30,8 @@ pub enum Outcome {
     NotReady,
     TooLarge,
     BadRequest,
+    /// The client did not send its request body in time.
+    RequestTimeout,
     LambdaError,
     MalformedResponse,
     NoRoute,
@@ -37,6 +39,8 @@ pub enum Outcome {
     NoCredentials,
     Timeout,
     Unreachable,
+    /// A bug: the request could not be signed, or the handler panicked.
+    Internal,
 }
 
 impl Outcome {
@@ -52,6 +56,7 @@ impl Outcome {
             Outcome::NotReady => "not_ready",
             Outcome::TooLarge => "too_large",
             Outcome::BadRequest => "bad_request",
+            Outcome::RequestTimeout => "request_timeout",
             Outcome::LambdaError => "lambda_error",
             Outcome::MalformedResponse => "malformed_response",
             Outcome::NoRoute => "no_route",
@@ -59,8 +64,21 @@ impl Outcome {
             Outcome::NoCredentials => "no_credentials",
             Outcome::Timeout => "timeout",
             Outcome::Unreachable => "unreachable",
+            Outcome::Internal => "internal",
         }
     }
+}
+
+/// A gateway-made error: what the client is told, and what only the log gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    /// Stable machine-readable code (`NoRoute`, `AccessDenied`, …).
+    pub code: &'static str,
+    /// What happened and what to check, without internal details (no endpoint URLs, credential sources,
+    /// SDK error chains or Lambda's own messages, which can name roles and accounts).
+    pub message: String,
+    /// The internal details, for the request's log line only.
+    pub detail: Option<String>,
 }
 
 /// The client's response.
@@ -70,23 +88,38 @@ pub struct ClientReply {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub outcome: Outcome,
+    /// Set for gateway-made errors; the body is then `{"error","message"[,"requestId"]}`.
+    pub error: Option<Box<GatewayError>>,
 }
 
 impl ClientReply {
-    /// A gateway-made JSON error.
+    /// A gateway-made JSON error: `{"error": code, "message": message}`.
     pub fn error(
         status: u16,
         outcome: Outcome,
-        code: &str,
+        code: &'static str,
         message: impl Into<String>,
     ) -> ClientReply {
-        let body = json!({"error": code, "message": message.into()});
+        let error = GatewayError {
+            code,
+            message: message.into(),
+            detail: None,
+        };
         ClientReply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
-            body: Bytes::from(serde_json::to_vec(&body).expect("JSON serializes")),
+            body: error_body(&error, None),
             outcome,
+            error: Some(Box::new(error)),
         }
+    }
+
+    /// Adds internal details for the log line (never sent to the client).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> ClientReply {
+        if let Some(error) = &mut self.error {
+            error.detail = Some(detail.into());
+        }
+        self
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> ClientReply {
@@ -100,6 +133,27 @@ impl ClientReply {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Puts the request id into a gateway-made error body, so a client's report can be matched to the log.
+    pub fn with_request_id(mut self, request_id: &str) -> ClientReply {
+        if let Some(error) = &self.error {
+            self.body = error_body(error, Some(request_id));
+        }
+        self
+    }
+
+    /// Internal details of a gateway-made error, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.error.as_ref().and_then(|e| e.detail.as_deref())
+    }
+}
+
+fn error_body(error: &GatewayError, request_id: Option<&str>) -> Bytes {
+    let body = match request_id {
+        Some(id) => json!({"error": error.code, "message": error.message, "requestId": id}),
+        None => json!({"error": error.code, "message": error.message}),
+    };
+    Bytes::from(serde_json::to_vec(&body).expect("JSON serializes"))
 }
 
 /// Identifies the function in messages.

@@ -307,7 +307,7 @@ fn cases() -> Vec<Case> {
             invocation: Sync,
             want_status: 502,
             want_body: None,
-            want_body_contains: "not allowed to invoke echo in us-east-1",
+            want_body_contains: "not allowed to invoke the route's function",
             want_headers: &[],
             want_outcome: Outcome::AccessDenied,
         },
@@ -381,11 +381,20 @@ fn lambda_answers_map_to_client_responses_as_documented() {
         if let Some(exact) = case.want_body {
             assert_eq!(body, exact, "{}", case.name);
         }
+        // What the client sees, or (for Lambda's own words) what the request's log line gets.
+        let detail = got.detail().unwrap_or("");
         assert!(
-            body.contains(case.want_body_contains),
-            "{}: {body}",
+            body.contains(case.want_body_contains) || detail.contains(case.want_body_contains),
+            "{}: {body} / {detail}",
             case.name
         );
+        for internal in ["arn:aws", "123456789012", "Lambda said"] {
+            assert!(
+                !body.contains(internal),
+                "{}: the client must not see {internal:?}: {body}",
+                case.name
+            );
+        }
         for (name, value) in case.want_headers {
             assert_eq!(
                 got.header(name),
