@@ -45,62 +45,108 @@ pub async fn serve(
     workers: usize,
     watch_files: bool,
 ) -> Result<(), ServeError> {
-    let admin_listener = tokio::net::TcpListener::bind(admin)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: admin,
-            source,
-        })?;
-    let (stop_tx, stop_rx) = signal_watch::channel(false);
-    let mut threads = Vec::new();
-    let mut bound = listen;
-    for index in 0..workers.max(1) {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let gateway = gateway.clone();
-        let stop = stop_rx.clone();
-        let addr = bound;
-        let thread = std::thread::Builder::new()
-            .name(format!("gateway-worker-{index}"))
-            .spawn(move || worker(index, addr, gateway, ready_tx, stop))
-            .map_err(ServeError::Runtime)?;
-        match ready_rx.recv() {
-            Ok(Ok(actual)) => bound = actual,
-            Ok(Err(source)) => {
-                let _ = stop_tx.send(true);
-                return Err(ServeError::Listen { addr, source });
+    let server = Server::start(gateway, listen, admin, workers, watch_files).await?;
+    tracing::info!(listen = %server.proxy_addr, admin = %server.admin_addr, workers, "gateway serving");
+    server.run_until(shutdown_signal()).await
+}
+
+/// A started gateway: its listeners are bound and its workers accept connections.
+pub struct Server {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    stop_tx: signal_watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    admin: tokio::task::JoinHandle<std::io::Result<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Server {
+    /// Binds the admin listener and `workers` proxy listeners (port 0 picks one port for all of them).
+    pub async fn start(
+        gateway: Arc<Gateway>,
+        listen: SocketAddr,
+        admin: SocketAddr,
+        workers: usize,
+        watch_files: bool,
+    ) -> Result<Server, ServeError> {
+        let admin_listener = tokio::net::TcpListener::bind(admin)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr: admin,
+                source,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| ServeError::Listen {
+                addr: admin,
+                source,
+            })?;
+        let (stop_tx, stop_rx) = signal_watch::channel(false);
+        let mut threads = Vec::new();
+        let mut bound = listen;
+        for index in 0..workers.max(1) {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let gateway = gateway.clone();
+            let stop = stop_rx.clone();
+            let addr = bound;
+            let thread = std::thread::Builder::new()
+                .name(format!("gateway-worker-{index}"))
+                .spawn(move || worker(index, addr, gateway, ready_tx, stop))
+                .map_err(ServeError::Runtime)?;
+            match ready_rx.recv() {
+                Ok(Ok(actual)) => bound = actual,
+                Ok(Err(source)) => {
+                    let _ = stop_tx.send(true);
+                    return Err(ServeError::Listen { addr, source });
+                }
+                Err(_) => {
+                    return Err(ServeError::Runtime(std::io::Error::other(
+                        "a worker thread died while starting",
+                    )))
+                }
             }
-            Err(_) => {
-                return Err(ServeError::Runtime(std::io::Error::other(
-                    "a worker thread died while starting",
-                )))
-            }
+            threads.push(thread);
         }
-        threads.push(thread);
-    }
-
-    let _watcher = if watch_files {
-        Some(watch::watch_config(gateway.clone()).map_err(ServeError::Watch)?)
-    } else {
-        None
-    };
-    tracing::info!(listen = %bound, %admin, workers, "gateway serving");
-
-    let mut admin_stop = stop_rx.clone();
-    let admin_server = axum::serve(admin_listener, admin::router(gateway.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = admin_stop.changed().await;
+        let watcher = if watch_files {
+            Some(watch::watch_config(gateway.clone()).map_err(ServeError::Watch)?)
+        } else {
+            None
+        };
+        let mut admin_stop = stop_rx.clone();
+        let admin = tokio::spawn(async move {
+            axum::serve(admin_listener, admin::router(gateway))
+                .with_graceful_shutdown(async move {
+                    let _ = admin_stop.changed().await;
+                })
+                .await
         });
-    let signal = async {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    };
-    let (admin_result, ()) = tokio::join!(admin_server, signal);
-    admin_result.map_err(ServeError::Admin)?;
-    for thread in threads {
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        Ok(Server {
+            proxy_addr: bound,
+            admin_addr,
+            stop_tx,
+            threads,
+            admin,
+            _watcher: watcher,
+        })
     }
-    tracing::info!("gateway stopped");
-    Ok(())
+
+    /// Serves until `stop` completes, then stops accepting and waits for in-flight requests.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        stop.await;
+        let _ = self.stop_tx.send(true);
+        let admin = self.admin.await;
+        for thread in self.threads {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        tracing::info!("gateway stopped");
+        match admin {
+            Ok(result) => result.map_err(ServeError::Admin),
+            Err(join) => Err(ServeError::Admin(std::io::Error::other(join))),
+        }
+    }
 }
 
 /// One proxy worker: a single-threaded runtime serving its own `SO_REUSEPORT` listener until `stop`.
