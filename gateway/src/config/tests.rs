@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{AuthSource, InvocationMode, RequestEvent, ResponseMode};
 
 const SEED: &str = include_str!("../../tests/fixtures/seed.yaml");
 

@@ -1,0 +1,262 @@
+//! Gateway configuration: the seed's own Kubernetes objects compiled into a validated [`Config`].
+//!
+//! Contract:
+//! - Input objects: Gateway API `Gateway` (its HTTP listener port is the port served) and `HTTPRoute`
+//!   (`gateway.networking.k8s.io/v1` or `v1beta1`), kgateway `Backend` (`gateway.kgateway.dev/v1alpha1`,
+//!   `type: AWS`), and core `Secret` (static keys for `auth.type: Secret`). Other kinds are reported and ignored.
+//! - Two entry points, one compiler: [`compile`] (and [`load_files`]) read multi-document YAML into the typed
+//!   objects of this module; [`compile_objects`] takes typed objects that were decoded elsewhere (the API
+//!   server's JSON: the types use the CRDs' camelCase field names). Both end in the same compilation.
+//! - Every problem is one line naming the object and the field (`HTTPRoute ns/name: spec.rules[0]...: ...`).
+//!   All problems of a configuration are reported, not only the first: every semantic problem across objects,
+//!   and at least the first type error of each object. Errors reject the whole configuration; warnings
+//!   (fields podcred does not implement, kinds it does not use) are reported and the rest is served.
+//! - A field that the types do not read but that is one small edit (or only letter case) away from one they
+//!   do is an error with "did you mean" (`spec.aws.lambda.endpointUrl` would otherwise send traffic to AWS).
+//! - Secret values never appear in a problem, a warning or `Debug` output.
+//! - Pure: no network, no clock. Secret files under `secrets_dir` are the only thing read besides the YAML.
+//!
+//! Layout: one module per object kind ([`gateway`], [`httproute`], [`backend`], [`secret`]: typed serde
+//! structs and their compilation to [`crate::model`] and [`crate::routing`]); `document` (YAML → typed
+//! objects); `fields` (typed decoding with paths, unknown-field findings); [`duration`] (Gateway API
+//! durations); `meta` (`metadata` and object ids).
+
+pub mod backend;
+mod document;
+pub mod duration;
+mod fields;
+pub mod gateway;
+pub mod httproute;
+mod meta;
+pub mod secret;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::model::Backend;
+use crate::routing::RouteTable;
+
+pub use backend::{BackendObject, ANNOTATION_REQUEST_EVENT, ANNOTATION_RESPONSE_MODE};
+pub use duration::parse_duration;
+pub use gateway::GatewayObject;
+pub use httproute::HttpRouteObject;
+pub use meta::ObjectMeta;
+pub use secret::SecretObject;
+
+/// Used when a route sets no timeout: well above Envoy's 15 s, since functions may run for minutes.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A validated configuration, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The port of the Gateway's HTTP listener (None when the files hold no Gateway).
+    pub listener_port: Option<u16>,
+    pub routes: RouteTable,
+    pub backends: Vec<Arc<Backend>>,
+    /// Fields and objects we read but do not support, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// Inputs that are not part of the YAML.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Directory holding mounted Secrets: `<dir>/<secret name>/{accessKey,secretKey,sessionToken}`.
+    pub secrets_dir: Option<std::path::PathBuf>,
+    /// Global Lambda endpoint override (`AWS_ENDPOINT_URL_LAMBDA`, else `AWS_ENDPOINT_URL`), used by Backends
+    /// without `endpointURL`.
+    pub endpoint_override: Option<String>,
+    pub default_timeout: Option<Duration>,
+}
+
+/// The configuration was rejected; each entry is one problem.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid gateway configuration:\n  {}", .problems.join("\n  "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// The typed objects of a configuration, each list in configuration order (the order breaks route
+/// precedence ties). Objects are identified by `metadata` (`namespace/name`, namespace `default` if none).
+#[derive(Debug, Clone, Default)]
+pub struct ObjectSet {
+    pub gateways: Vec<GatewayObject>,
+    pub http_routes: Vec<HttpRouteObject>,
+    pub backends: Vec<BackendObject>,
+    pub secrets: Vec<SecretObject>,
+}
+
+/// The object kinds the gateway reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Gateway,
+    HttpRoute,
+    Backend,
+    Secret,
+}
+
+impl Kind {
+    /// The kind for an `apiVersion` and `kind`, if the gateway reads it.
+    pub fn of(api_version: &str, kind: &str) -> Option<Kind> {
+        let group = api_version.split('/').next().unwrap_or("");
+        match (group, kind) {
+            ("gateway.networking.k8s.io", "Gateway") => Some(Kind::Gateway),
+            ("gateway.networking.k8s.io", "HTTPRoute") => Some(Kind::HttpRoute),
+            ("gateway.kgateway.dev", "Backend") => Some(Kind::Backend),
+            ("v1", "Secret") if api_version == "v1" => Some(Kind::Secret),
+            _ => None,
+        }
+    }
+
+    /// The `kind` as Kubernetes spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Gateway => "Gateway",
+            Kind::HttpRoute => "HTTPRoute",
+            Kind::Backend => "Backend",
+            Kind::Secret => "Secret",
+        }
+    }
+
+    /// The fields each struct of this kind's typed object reads (traced once from the serde derives).
+    fn schema(self) -> &'static fields::Schema {
+        static SCHEMAS: [OnceLock<fields::Schema>; 4] = [
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+            OnceLock::new(),
+        ];
+        match self {
+            Kind::Gateway => SCHEMAS[0].get_or_init(fields::Schema::of::<GatewayObject>),
+            Kind::HttpRoute => SCHEMAS[1].get_or_init(fields::Schema::of::<HttpRouteObject>),
+            Kind::Backend => SCHEMAS[2].get_or_init(fields::Schema::of::<BackendObject>),
+            Kind::Secret => SCHEMAS[3].get_or_init(fields::Schema::of::<SecretObject>),
+        }
+    }
+}
+
+/// Reads and compiles every file (each may hold several YAML documents).
+pub fn load_files(
+    paths: &[std::path::PathBuf],
+    options: &LoadOptions,
+) -> Result<Config, ConfigError> {
+    let mut sources = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push((path.display().to_string(), text)),
+            Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError { problems });
+    }
+    let borrowed: Vec<(&str, &str)> = sources
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    compile(&borrowed, options)
+}
+
+/// Compiles YAML sources (`(name, text)`, multi-document) into a [`Config`].
+pub fn compile(sources: &[(&str, &str)], options: &LoadOptions) -> Result<Config, ConfigError> {
+    let mut report = Report::default();
+    let read = document::read(sources, &mut report);
+    compile_checked(&read.objects, &read.undecodable, options, report)
+}
+
+/// Compiles typed objects decoded elsewhere (e.g. from the Kubernetes API) into a [`Config`], with the same
+/// checks and messages as [`compile`].
+pub fn compile_objects(objects: &ObjectSet, options: &LoadOptions) -> Result<Config, ConfigError> {
+    compile_checked(objects, &HashSet::new(), options, Report::default())
+}
+
+fn compile_checked(
+    objects: &ObjectSet,
+    undecodable: &HashSet<(Kind, String)>,
+    options: &LoadOptions,
+    mut report: Report,
+) -> Result<Config, ConfigError> {
+    let ids_of = |kind: Kind, declared: Vec<String>| -> HashSet<String> {
+        let rejected = undecodable
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, id)| id.clone());
+        declared.into_iter().chain(rejected).collect()
+    };
+    let secrets = secret::decode_all(&objects.secrets, &mut report);
+    let mut backends: HashMap<String, Arc<Backend>> = HashMap::new();
+    for object in &objects.backends {
+        if let Some(backend) = backend::compile(object, &secrets, options, &mut report) {
+            backends.insert(backend.id.clone(), Arc::new(backend));
+        }
+    }
+    let listeners = gateway::compile_all(&objects.gateways, &mut report);
+    let gateway_ids = ids_of(
+        Kind::Gateway,
+        objects.gateways.iter().map(|g| g.metadata.id()).collect(),
+    );
+    let backend_ids = ids_of(
+        Kind::Backend,
+        objects.backends.iter().map(|b| b.metadata.id()).collect(),
+    );
+    let referents = httproute::Referents {
+        listeners: &listeners,
+        gateway_ids: &gateway_ids,
+        backends: &backends,
+        backend_ids: &backend_ids,
+        default_timeout: options.default_timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
+    };
+    let mut rules = Vec::new();
+    for (order, route) in objects.http_routes.iter().enumerate() {
+        httproute::compile(route, order, &referents, &mut report, &mut rules);
+    }
+    let any_route =
+        !objects.http_routes.is_empty() || undecodable.iter().any(|(k, _)| *k == Kind::HttpRoute);
+    if !any_route {
+        report.warn("no HTTPRoute found: every request will get 404".to_string());
+    }
+
+    let ports: BTreeSet<u16> = listeners.values().flatten().map(|l| l.port).collect();
+    if ports.len() > 1 {
+        report.warn(format!(
+            "the Gateways listen on several ports ({ports:?}); podcred serves one port, the first: {} (override with --listen)",
+            ports.iter().next().copied().unwrap_or_default()
+        ));
+    }
+    if !report.errors.is_empty() {
+        return Err(ConfigError {
+            problems: report.errors,
+        });
+    }
+    let mut backends: Vec<Arc<Backend>> = backends.into_values().collect();
+    backends.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Config {
+        listener_port: ports.iter().next().copied(),
+        routes: RouteTable::new(rules),
+        backends,
+        warnings: report.warnings,
+    })
+}
+
+/// The problem report: errors reject the configuration, warnings do not. One line each.
+#[derive(Debug, Default)]
+struct Report {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Report {
+    fn error(&mut self, line: String) {
+        self.errors.push(line);
+    }
+    fn warn(&mut self, line: String) {
+        self.warnings.push(line);
+    }
+    fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
