@@ -156,10 +156,21 @@ where
         let tracking = serde_ignored::Deserializer::new(deserializer, &mut record);
         serde_path_to_error::deserialize(tracking).map_err(|error| TypeError {
             path: FieldPath::from_tracked(error.path()),
-            message: error.inner().to_string(),
+            message: plain(&error.inner().to_string()),
         })
     };
     Decoded { result, unread }
+}
+
+/// Says Rust's integer types the way a manifest author reads them (`expected i64` → `expected an integer`).
+fn plain(message: &str) -> String {
+    let mut out = message.to_string();
+    for rust in ["i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64"] {
+        if let Some(stripped) = out.strip_suffix(&format!("expected {rust}")) {
+            out = format!("{stripped}expected an integer");
+        }
+    }
+    out
 }
 
 /// What to say about one unread field.

@@ -160,6 +160,14 @@ pub fn load_files(
 
 /// Compiles YAML sources (`(name, text)`, multi-document) into a [`Config`].
 pub fn compile(sources: &[(&str, &str)], options: &LoadOptions) -> Result<Config, ConfigError> {
+    compile_reporting_warnings(sources, options).0
+}
+
+/// [`compile`], also returning the warnings when the configuration is rejected.
+fn compile_reporting_warnings(
+    sources: &[(&str, &str)],
+    options: &LoadOptions,
+) -> (Result<Config, ConfigError>, Vec<String>) {
     let mut report = Report::default();
     let read = document::read(sources, &mut report);
     compile_checked(&read.objects, &read.undecodable, options, report)
@@ -168,7 +176,7 @@ pub fn compile(sources: &[(&str, &str)], options: &LoadOptions) -> Result<Config
 /// Compiles typed objects decoded elsewhere (e.g. from the Kubernetes API) into a [`Config`], with the same
 /// checks and messages as [`compile`].
 pub fn compile_objects(objects: &ObjectSet, options: &LoadOptions) -> Result<Config, ConfigError> {
-    compile_checked(objects, &HashSet::new(), options, Report::default())
+    compile_checked(objects, &HashSet::new(), options, Report::default()).0
 }
 
 fn compile_checked(
@@ -176,7 +184,7 @@ fn compile_checked(
     undecodable: &HashSet<(Kind, String)>,
     options: &LoadOptions,
     mut report: Report,
-) -> Result<Config, ConfigError> {
+) -> (Result<Config, ConfigError>, Vec<String>) {
     let ids_of = |kind: Kind, declared: Vec<String>| -> HashSet<String> {
         let rejected = undecodable
             .iter()
@@ -225,18 +233,18 @@ fn compile_checked(
         ));
     }
     if !report.errors.is_empty() {
-        return Err(ConfigError {
-            problems: report.errors,
-        });
+        let problems = report.errors;
+        return (Err(ConfigError { problems }), report.warnings);
     }
     let mut backends: Vec<Arc<Backend>> = backends.into_values().collect();
     backends.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(Config {
+    let config = Config {
         listener_port: ports.iter().next().copied(),
         routes: RouteTable::new(rules),
         backends,
-        warnings: report.warnings,
-    })
+        warnings: report.warnings.clone(),
+    };
+    (Ok(config), report.warnings)
 }
 
 /// The problem report: errors reject the configuration, warnings do not. One line each.

@@ -201,3 +201,71 @@ fn route_timeouts_apply() {
     let config = compile_one(&yaml).expect("compiles");
     assert_eq!(config.routes.rules()[0].timeout, Duration::from_secs(2));
 }
+
+/// One fixture of `gateway/tests/fixtures/config/` (see its README): a configuration and what must come out.
+struct Fixture {
+    name: String,
+    yaml: String,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    never: Vec<String>,
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures directory")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let yaml = std::fs::read_to_string(&path).expect("read fixture");
+            let header = |tag: &str| -> Vec<String> {
+                yaml.lines()
+                    .take_while(|line| line.starts_with('#'))
+                    .filter_map(|line| line.strip_prefix(tag))
+                    .map(str::to_string)
+                    .collect()
+            };
+            Fixture {
+                name: path.file_name().unwrap().to_string_lossy().into_owned(),
+                errors: header("# error: "),
+                warnings: header("# warning: "),
+                never: header("# never: "),
+                yaml,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn fixtures_report_exactly_the_expected_lines() {
+    let fixtures = fixtures();
+    assert!(fixtures.len() >= 10, "fixtures found: {}", fixtures.len());
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        let (result, warnings) =
+            compile_reporting_warnings(&[("test.yaml", &fixture.yaml)], &LoadOptions::default());
+        let errors = match &result {
+            Ok(_) => vec![],
+            Err(e) => e.problems.clone(),
+        };
+        if errors != fixture.errors || warnings != fixture.warnings {
+            failures.push(format!(
+                "{}:\n  errors expected {:#?}\n  errors got {errors:#?}\n  warnings expected {:#?}\n  warnings got {warnings:#?}",
+                fixture.name, fixture.errors, fixture.warnings
+            ));
+        }
+        for secret in &fixture.never {
+            for line in errors.iter().chain(&warnings) {
+                if line.contains(secret.as_str()) {
+                    failures.push(format!("{}: {secret:?} shown in {line:?}", fixture.name));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
