@@ -8,8 +8,9 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::meta::ObjectMeta;
+use super::options::LoadOptions;
+use super::report::Report;
 use super::secret::{self, SecretKeys};
-use super::{LoadOptions, Report};
 use crate::model::{
     self, AuthSource, Endpoint, InvocationMode, Partition, RequestEvent, ResponseMode,
 };

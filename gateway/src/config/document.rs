@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::fields::{decode, Finding};
-use super::{secret, Kind, ObjectSet, Report};
+use super::objects::{Kind, ObjectSet};
+use super::report::Report;
+use super::secret;
 
 /// The typed objects of a set of files, plus the ids (`Kind ns/name`) of objects that were present but could
 /// not be decoded, so references to them say "invalid" rather than "not found".

@@ -1,5 +1,5 @@
 //! Gateway API `Gateway` (`gateway.networking.k8s.io/v1`, `v1beta1`): the typed object and its compilation
-//! to the HTTP listeners routes attach to. The first listener port is the port served (see [`super::compile`]).
+//! to the HTTP listeners routes attach to. The first listener port is the port served (see `config::compile`).
 //!
 //! Fields about provisioning (`gatewayClassName`, `infrastructure`, `addresses`) and route admission
 //! (`hostname`, `allowedRoutes`) are read into the types but not acted on here: provisioning is the
@@ -11,7 +11,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use super::meta::ObjectMeta;
-use super::Report;
+use super::report::Report;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]

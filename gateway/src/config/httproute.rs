@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::duration::parse_duration;
 use super::gateway::Listeners;
 use super::meta::ObjectMeta;
-use super::Report;
+use super::report::Report;
 use crate::model::Backend;
 use crate::routing::{
     HeaderMatch, PathMatch, QueryMatch, RequestMatch, RouteRule, StringMatch, WeightedBackend,

@@ -16,10 +16,15 @@
 //! - Secret values never appear in a problem, a warning or `Debug` output.
 //! - Pure: no network, no clock. Secret files under `secrets_dir` are the only thing read besides the YAML.
 //!
-//! Layout: one module per object kind ([`gateway`], [`httproute`], [`backend`], [`secret`]: typed serde
-//! structs and their compilation to [`crate::model`] and [`crate::routing`]); `document` (YAML → typed
-//! objects); `fields` (typed decoding with paths, unknown-field findings); [`duration`] (Gateway API
-//! durations); `meta` (`metadata` and object ids).
+//! Layout — every file below imports only its siblings further down this list, never this one, never in a
+//! circle; the compiler imports only [`crate::model`] and [`crate::routing`] from the rest of the crate:
+//! - `document`: YAML documents → typed objects, with the problems found on the way;
+//! - `objects`: [`ObjectSet`] and [`Kind`] (which kinds are read, and each kind's traced field schema);
+//! - one module per object kind — [`httproute`], [`gateway`], [`backend`], [`secret`] — its typed serde
+//!   structs (the manifest shape) and its compilation to the model;
+//! - `fields`: typed decoding with field paths, the traced known-field lists, unknown-field findings;
+//! - [`duration`] (Gateway API durations), `meta` (`metadata`, object ids), `options` ([`LoadOptions`]),
+//!   `report` (the problem report).
 
 pub mod backend;
 mod document;
@@ -28,10 +33,13 @@ mod fields;
 pub mod gateway;
 pub mod httproute;
 mod meta;
+mod objects;
+mod options;
+mod report;
 pub mod secret;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::Backend;
@@ -42,6 +50,9 @@ pub use duration::parse_duration;
 pub use gateway::GatewayObject;
 pub use httproute::HttpRouteObject;
 pub use meta::ObjectMeta;
+pub use objects::{Kind, ObjectSet};
+pub use options::LoadOptions;
+use report::Report;
 pub use secret::SecretObject;
 
 /// Used when a route sets no timeout: well above Envoy's 15 s, since functions may run for minutes.
@@ -58,81 +69,11 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-/// Inputs that are not part of the YAML.
-#[derive(Debug, Clone, Default)]
-pub struct LoadOptions {
-    /// Directory holding mounted Secrets: `<dir>/<secret name>/{accessKey,secretKey,sessionToken}`.
-    pub secrets_dir: Option<std::path::PathBuf>,
-    /// Global Lambda endpoint override (`AWS_ENDPOINT_URL_LAMBDA`, else `AWS_ENDPOINT_URL`), used by Backends
-    /// without `endpointURL`.
-    pub endpoint_override: Option<String>,
-    pub default_timeout: Option<Duration>,
-}
-
 /// The configuration was rejected; each entry is one problem.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid gateway configuration:\n  {}", .problems.join("\n  "))]
 pub struct ConfigError {
     pub problems: Vec<String>,
-}
-
-/// The typed objects of a configuration, each list in configuration order (the order breaks route
-/// precedence ties). Objects are identified by `metadata` (`namespace/name`, namespace `default` if none).
-#[derive(Debug, Clone, Default)]
-pub struct ObjectSet {
-    pub gateways: Vec<GatewayObject>,
-    pub http_routes: Vec<HttpRouteObject>,
-    pub backends: Vec<BackendObject>,
-    pub secrets: Vec<SecretObject>,
-}
-
-/// The object kinds the gateway reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Gateway,
-    HttpRoute,
-    Backend,
-    Secret,
-}
-
-impl Kind {
-    /// The kind for an `apiVersion` and `kind`, if the gateway reads it.
-    pub fn of(api_version: &str, kind: &str) -> Option<Kind> {
-        let group = api_version.split('/').next().unwrap_or("");
-        match (group, kind) {
-            ("gateway.networking.k8s.io", "Gateway") => Some(Kind::Gateway),
-            ("gateway.networking.k8s.io", "HTTPRoute") => Some(Kind::HttpRoute),
-            ("gateway.kgateway.dev", "Backend") => Some(Kind::Backend),
-            ("v1", "Secret") if api_version == "v1" => Some(Kind::Secret),
-            _ => None,
-        }
-    }
-
-    /// The `kind` as Kubernetes spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Gateway => "Gateway",
-            Kind::HttpRoute => "HTTPRoute",
-            Kind::Backend => "Backend",
-            Kind::Secret => "Secret",
-        }
-    }
-
-    /// The fields each struct of this kind's typed object reads (traced once from the serde derives).
-    fn schema(self) -> &'static fields::Schema {
-        static SCHEMAS: [OnceLock<fields::Schema>; 4] = [
-            OnceLock::new(),
-            OnceLock::new(),
-            OnceLock::new(),
-            OnceLock::new(),
-        ];
-        match self {
-            Kind::Gateway => SCHEMAS[0].get_or_init(fields::Schema::of::<GatewayObject>),
-            Kind::HttpRoute => SCHEMAS[1].get_or_init(fields::Schema::of::<HttpRouteObject>),
-            Kind::Backend => SCHEMAS[2].get_or_init(fields::Schema::of::<BackendObject>),
-            Kind::Secret => SCHEMAS[3].get_or_init(fields::Schema::of::<SecretObject>),
-        }
-    }
 }
 
 /// Reads and compiles every file (each may hold several YAML documents).
@@ -245,25 +186,6 @@ fn compile_checked(
         warnings: report.warnings.clone(),
     };
     (Ok(config), report.warnings)
-}
-
-/// The problem report: errors reject the configuration, warnings do not. One line each.
-#[derive(Debug, Default)]
-struct Report {
-    errors: Vec<String>,
-    warnings: Vec<String>,
-}
-
-impl Report {
-    fn error(&mut self, line: String) {
-        self.errors.push(line);
-    }
-    fn warn(&mut self, line: String) {
-        self.warnings.push(line);
-    }
-    fn error_count(&self) -> usize {
-        self.errors.len()
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::fields::TypeError;
 use super::meta::ObjectMeta;
-use super::Report;
+use super::report::Report;
 use crate::model::StaticKeys;
 
 /// A `v1` Secret as written in a manifest or sent by the API server.
