@@ -111,27 +111,31 @@ fn compile_reporting_warnings(
 ) -> (Result<Config, ConfigError>, Vec<String>) {
     let mut report = Report::default();
     let read = document::read(sources, &mut report);
-    compile_checked(&read.objects, &read.undecodable, options, report)
+    compile_model(&read.objects, &read.undecodable, options, report)
 }
 
 /// Compiles typed objects decoded elsewhere (e.g. from the Kubernetes API) into a [`Config`], with the same
 /// checks and messages as [`compile`].
 pub fn compile_objects(objects: &ObjectSet, options: &LoadOptions) -> Result<Config, ConfigError> {
-    compile_checked(objects, &HashSet::new(), options, Report::default()).0
+    compile_model(objects, &HashSet::new(), options, Report::default()).0
 }
 
-fn compile_checked(
+/// The compilation both entry points share: Secrets, then Backends, Gateways and HTTPRoutes (which refer to
+/// the others), then the checks across the whole configuration. `undecodable` names objects that were present
+/// but could not be decoded, so references to them say "invalid" rather than "not found". Returns the warnings
+/// also when the configuration is rejected.
+fn compile_model(
     objects: &ObjectSet,
     undecodable: &HashSet<(Kind, String)>,
     options: &LoadOptions,
     mut report: Report,
 ) -> (Result<Config, ConfigError>, Vec<String>) {
     let ids_of = |kind: Kind, declared: Vec<String>| -> HashSet<String> {
-        let rejected = undecodable
+        let undecoded = undecodable
             .iter()
             .filter(|(k, _)| *k == kind)
             .map(|(_, id)| id.clone());
-        declared.into_iter().chain(rejected).collect()
+        declared.into_iter().chain(undecoded).collect()
     };
     let secrets = secret::decode_all(&objects.secrets, &mut report);
     let mut backends: HashMap<String, Arc<Backend>> = HashMap::new();
