@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{AuthSource, InvocationMode, RequestEvent, ResponseMode};
 
 const SEED: &str = include_str!("../../tests/fixtures/seed.yaml");
 
@@ -199,4 +200,357 @@ fn route_timeouts_apply() {
     );
     let config = compile_one(&yaml).expect("compiles");
     assert_eq!(config.routes.rules()[0].timeout, Duration::from_secs(2));
+}
+
+/// One fixture of `gateway/tests/fixtures/config/` (see its README): a configuration and what must come out.
+struct Fixture {
+    name: String,
+    yaml: String,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    never: Vec<String>,
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures directory")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let yaml = std::fs::read_to_string(&path).expect("read fixture");
+            let header = |tag: &str| -> Vec<String> {
+                yaml.lines()
+                    .take_while(|line| line.starts_with('#'))
+                    .filter_map(|line| line.strip_prefix(tag))
+                    .map(str::to_string)
+                    .collect()
+            };
+            Fixture {
+                name: path.file_name().unwrap().to_string_lossy().into_owned(),
+                errors: header("# error: "),
+                warnings: header("# warning: "),
+                never: header("# never: "),
+                yaml,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn fixtures_report_exactly_the_expected_lines() {
+    let fixtures = fixtures();
+    assert!(fixtures.len() >= 10, "fixtures found: {}", fixtures.len());
+    let mut failures = Vec::new();
+    for fixture in &fixtures {
+        let (result, warnings) =
+            compile_reporting_warnings(&[("test.yaml", &fixture.yaml)], &LoadOptions::default());
+        let errors = match &result {
+            Ok(_) => vec![],
+            Err(e) => e.problems.clone(),
+        };
+        if errors != fixture.errors || warnings != fixture.warnings {
+            failures.push(format!(
+                "{}:\n  errors expected {:#?}\n  errors got {errors:#?}\n  warnings expected {:#?}\n  warnings got {warnings:#?}",
+                fixture.name, fixture.errors, fixture.warnings
+            ));
+        }
+        for secret in &fixture.never {
+            for line in errors.iter().chain(&warnings) {
+                if line.contains(secret.as_str()) {
+                    failures.push(format!("{}: {secret:?} shown in {line:?}", fixture.name));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The known-field lists are traced from the serde structs: every struct position of every kind is there,
+/// with the CRDs' spelling.
+#[test]
+fn known_fields_come_from_the_serde_structs() {
+    let cases: &[(Kind, &str, &[&str])] = &[
+        (
+            Kind::Backend,
+            "",
+            &["apiVersion", "kind", "metadata", "spec"],
+        ),
+        (
+            Kind::Backend,
+            "metadata",
+            &["name", "namespace", "labels", "annotations"],
+        ),
+        (
+            Kind::Backend,
+            "spec.aws",
+            &["region", "accountId", "auth", "lambda", "ec2"],
+        ),
+        (
+            Kind::Backend,
+            "spec.aws.lambda",
+            &[
+                "functionName",
+                "accountId",
+                "qualifier",
+                "invocationMode",
+                "endpointURL",
+                "payloadTransformMode",
+            ],
+        ),
+        (Kind::Backend, "spec.aws.auth.secretRef", &["name"]),
+        (
+            Kind::HttpRoute,
+            "spec",
+            &["parentRefs", "hostnames", "rules"],
+        ),
+        (
+            Kind::HttpRoute,
+            "spec.rules[]",
+            &["name", "matches", "backendRefs", "timeouts"],
+        ),
+        (
+            Kind::HttpRoute,
+            "spec.rules[].matches[].queryParams[]",
+            &["type", "name", "value"],
+        ),
+        (
+            Kind::HttpRoute,
+            "spec.rules[].backendRefs[]",
+            &["group", "kind", "name", "namespace", "port", "weight"],
+        ),
+        (
+            Kind::HttpRoute,
+            "spec.rules[].timeouts",
+            &["request", "backendRequest"],
+        ),
+        (
+            Kind::Gateway,
+            "spec.listeners[]",
+            &["name", "hostname", "port", "protocol", "allowedRoutes"],
+        ),
+        (
+            Kind::Gateway,
+            "spec.infrastructure.parametersRef",
+            &["group", "kind", "name"],
+        ),
+        (
+            Kind::Secret,
+            "",
+            &[
+                "apiVersion",
+                "kind",
+                "metadata",
+                "data",
+                "stringData",
+                "type",
+                "immutable",
+            ],
+        ),
+    ];
+    for (kind, position, expected) in cases {
+        let mut got = kind
+            .schema()
+            .fields_at(position)
+            .unwrap_or_else(|| panic!("{kind:?} {position}"))
+            .to_vec();
+        let mut expected = expected.to_vec();
+        got.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(got, expected, "{kind:?} {position}");
+    }
+    assert_eq!(
+        Kind::Backend.schema().fields_at("metadata.annotations"),
+        None,
+        "a map is not a struct"
+    );
+}
+
+/// Fields that Gateway API or kgateway define and podcred does not implement must stay warnings, never turn
+/// into "did you mean" errors because they look like a sibling; typos of read fields must become errors.
+#[test]
+fn upstream_fields_are_not_mistaken_for_typos_and_typos_are_caught() {
+    use fields::{FieldPath, Finding, Segment};
+    let path = |text: &str| {
+        FieldPath(
+            text.split('.')
+                .map(|part| match part.parse::<usize>() {
+                    Ok(index) => Segment::Index(index),
+                    Err(_) => Segment::Field(part.to_string()),
+                })
+                .collect(),
+        )
+    };
+    let upstream: &[(Kind, &str)] = &[
+        (Kind::HttpRoute, "spec.rules.0.filters"),
+        (Kind::HttpRoute, "spec.rules.0.retry"),
+        (Kind::HttpRoute, "spec.rules.0.sessionPersistence"),
+        (Kind::HttpRoute, "spec.rules.0.backendRefs.0.filters"),
+        (Kind::HttpRoute, "spec.useDefaultGateways"),
+        (Kind::Gateway, "spec.tls"),
+        (Kind::Gateway, "spec.allowedListeners"),
+        (Kind::Gateway, "spec.backendTLS"),
+        (Kind::Gateway, "spec.defaultScope"),
+        (Kind::Gateway, "spec.listeners.0.tls"),
+        (Kind::Backend, "spec.static"),
+        (Kind::Backend, "spec.ai"),
+        (Kind::Backend, "spec.gcp"),
+        (Kind::Backend, "spec.mcp"),
+        (Kind::Backend, "spec.dynamicForwardProxy"),
+    ];
+    for (kind, field) in upstream {
+        assert_eq!(
+            kind.schema().classify(&path(field)),
+            Some(Finding::Unsupported { path: path(field) }),
+            "{kind:?} {field}"
+        );
+    }
+    let typos: &[(Kind, &str, &str)] = &[
+        (Kind::Backend, "spec.aws.lambda.endpointUrl", "endpointURL"),
+        (
+            Kind::Backend,
+            "spec.aws.lambda.functionname",
+            "functionName",
+        ),
+        (Kind::Backend, "spec.aws.lambda.qualifer", "qualifier"),
+        (
+            Kind::Backend,
+            "spec.aws.lambda.payloadTransfromMode",
+            "payloadTransformMode",
+        ),
+        (Kind::Backend, "spec.aws.regoin", "region"),
+        (Kind::Backend, "spec.Type", "type"),
+        (Kind::HttpRoute, "spec.rules.2.timeout", "timeouts"),
+        (Kind::HttpRoute, "spec.rules.0.matches.1.header", "headers"),
+        (Kind::HttpRoute, "spec.hostname", "hostnames"),
+        (Kind::Gateway, "spec.listeners.0.Protocol", "protocol"),
+        (Kind::Secret, "stringdata", "stringData"),
+        (Kind::Secret, "metadata.nmae", "name"),
+    ];
+    for (kind, field, known) in typos {
+        assert_eq!(
+            kind.schema().classify(&path(field)),
+            Some(Finding::DidYouMean {
+                path: path(field),
+                known
+            }),
+            "{kind:?} {field}"
+        );
+    }
+    // Kubernetes' own fields pass silently; fields read as IgnoredAny are accepted.
+    for (kind, field) in [
+        (Kind::Backend, "status"),
+        (Kind::Backend, "metadata.uid"),
+        (Kind::Backend, "metadata.managedFields"),
+        (Kind::Backend, "spec.aws.ec2"),
+        (
+            Kind::Gateway,
+            "spec.listeners.0.allowedRoutes.namespaces.selector",
+        ),
+    ] {
+        assert_eq!(
+            kind.schema().classify(&path(field)),
+            None,
+            "{kind:?} {field}"
+        );
+    }
+}
+
+/// The second source: objects as the API server sends them (JSON, camelCase) compile through the same
+/// compiler to the same result, and the same decoder finds typos in JSON too.
+#[test]
+fn objects_decoded_from_json_compile_like_the_yaml() {
+    let documents: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(SEED)
+        .map(|d| serde::Deserialize::deserialize(d).expect("seed YAML"))
+        .collect();
+    let mut objects = ObjectSet::default();
+    for document in documents {
+        let json = serde_json::to_string(&document).expect("to JSON");
+        match document["kind"].as_str() {
+            Some("Gateway") => objects
+                .gateways
+                .push(serde_json::from_str(&json).expect("Gateway")),
+            Some("HTTPRoute") => objects
+                .http_routes
+                .push(serde_json::from_str(&json).expect("HTTPRoute")),
+            Some("Backend") => objects
+                .backends
+                .push(serde_json::from_str(&json).expect("Backend")),
+            other => panic!("{other:?}"),
+        }
+    }
+    let from_objects = compile_objects(&objects, &LoadOptions::default()).expect("compiles");
+    let from_yaml = compile_one(SEED).expect("compiles");
+    assert_eq!(from_objects.listener_port, from_yaml.listener_port);
+    assert_eq!(
+        format!("{:?}", from_objects.backends),
+        format!("{:?}", from_yaml.backends)
+    );
+    assert_eq!(
+        format!("{:?}", from_objects.routes.rules()),
+        format!("{:?}", from_yaml.routes.rules())
+    );
+    assert!(
+        from_objects.warnings.is_empty(),
+        "{:?}",
+        from_objects.warnings
+    );
+
+    // The same checks and messages as from files.
+    objects.backends[0]
+        .spec
+        .as_mut()
+        .unwrap()
+        .aws
+        .as_mut()
+        .unwrap()
+        .lambda
+        .as_mut()
+        .unwrap()
+        .function_name = Some("a b".into());
+    let error = compile_objects(&objects, &LoadOptions::default()).expect_err("rejected");
+    assert_eq!(
+        error.problems,
+        [
+            "Backend kgateway-system/lambda: spec.aws.lambda.functionName: \"a b\" is not a function name (^[A-Za-z0-9-_]{1,140}$)",
+            "HTTPRoute kgateway-system/lambda: spec.rules[0].backendRefs[0].name: Backend kgateway-system/lambda is invalid (see its own errors)",
+        ]
+    );
+
+    let json = serde_json::json!({
+        "apiVersion": "gateway.kgateway.dev/v1alpha1", "kind": "Backend",
+        "metadata": {"name": "b"},
+        "spec": {"aws": {"lambda": {"functionName": "f", "endpointUrl": "http://x"}}}
+    });
+    let decoded = fields::decode::<BackendObject, _>(json);
+    assert!(decoded.result.is_ok());
+    let findings: Vec<String> = decoded
+        .unread
+        .iter()
+        .filter_map(|p| Kind::Backend.schema().classify(p))
+        .map(|f| f.message())
+        .collect();
+    assert_eq!(
+        findings,
+        ["spec.aws.lambda.endpointUrl: unknown field; did you mean endpointURL?"]
+    );
+}
+
+#[test]
+fn a_secret_object_debug_shows_key_names_only() {
+    let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {secretKey: c2VjcmV0LWluLWRhdGE=}\nstringData: {accessKey: secret-in-string-data}\n";
+    let secret: SecretObject = serde_yaml::from_str(yaml).expect("decodes");
+    let debug = format!("{secret:?}");
+    assert!(
+        debug.contains("secretKey") && debug.contains("accessKey"),
+        "{debug}"
+    );
+    assert!(
+        !debug.contains("c2VjcmV0") && !debug.contains("secret-in-string-data"),
+        "{debug}"
+    );
 }
