@@ -365,4 +365,98 @@ mod tests {
         assert!(!text.contains("secret-value"), "{text}");
         assert!(!text.contains("token-value"), "{text}");
     }
+
+    /// A provider that counts its calls and fails (or succeeds) as told.
+    #[derive(Debug)]
+    struct CountingProvider {
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+        succeed: bool,
+    }
+
+    impl ProvideCredentials for CountingProvider {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            aws_credential_types::provider::future::ProvideCredentials::ready(if self.succeed {
+                Ok(creds(Some(
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + 3600),
+                )))
+            } else {
+                Err(
+                    aws_credential_types::provider::error::CredentialsError::provider_error(
+                        "endpoint down",
+                    ),
+                )
+            })
+        }
+    }
+
+    #[derive(Debug)]
+    struct Pinned;
+    impl crate::clock::Clock for Pinned {
+        fn now(&self) -> SystemTime {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000)
+        }
+    }
+
+    /// Runs the refresher for `minutes` of (paused, auto-advancing) tokio time while a request path asks for
+    /// an early refresh every 10 ms, and counts fetches. (Wake-ups coalesce into one pending permit, so 100 or
+    /// 1,000 a second — a busy gateway's 503/rejection rate — wake the refresher alike.)
+    async fn fetches_under_wake_storm(succeed: bool, minutes: u64) -> usize {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let cell = CredentialCell::new("test");
+        let provider = SharedCredentialsProvider::new(CountingProvider {
+            calls: calls.clone(),
+            succeed,
+        });
+        let refresher = tokio::spawn(refresh_loop(
+            cell.clone(),
+            provider,
+            Arc::new(Pinned),
+            |_| {},
+        ));
+        let storm = {
+            let cell = cell.clone();
+            tokio::spawn(async move {
+                loop {
+                    cell.refresh_now();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(60 * minutes)).await;
+        storm.abort();
+        refresher.abort();
+        calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Figures (continuous wake-ups): a failing source is fetched at most 11 times in the first minute
+    /// (backoff 0.25–0.5, 0.5–1, 1–2, … s, capped at 15–30 s) and at most 4 times a minute after; a source
+    /// whose credentials Lambda keeps rejecting is re-fetched on the same doubling schedule.
+    #[tokio::test(start_paused = true)]
+    async fn wake_ups_never_bypass_the_backoff() {
+        let failing_first_minute = fetches_under_wake_storm(false, 1).await;
+        assert!(
+            (5..=11).contains(&failing_first_minute),
+            "failing source, first minute: {failing_first_minute} fetches"
+        );
+        let failing_ten_minutes = fetches_under_wake_storm(false, 10).await;
+        assert!(
+            failing_ten_minutes <= 11 + 9 * 4,
+            "failing source, ten minutes: {failing_ten_minutes} fetches"
+        );
+        let rejected_ten_minutes = fetches_under_wake_storm(true, 10).await;
+        assert!(
+            rejected_ten_minutes <= 11 + 9 * 4,
+            "rejected credentials, ten minutes: {rejected_ten_minutes} fetches"
+        );
+        eprintln!(
+            "fetches under continuous wake-ups: failing {failing_first_minute} in 1 min, {failing_ten_minutes} in 10 min; rejected {rejected_ten_minutes} in 10 min"
+        );
+    }
 }
