@@ -1,6 +1,7 @@
 //! The serverless-offline test peer (serverless 3.40.0 + serverless-offline 13.10.1, installed by
 //! `tests/peers/install-serverless.sh`), running the functions in `tests/peers/sls/`: the seed's `echo`,
-//! `event-echo` (returns its event), `apigw` (API-Gateway-style responses), `fail` (throws), `slow` (sleeps).
+//! `event-echo` (returns its event), `apigw` (API-Gateway-style responses), `hostile` (responses that try to take over the client connection),
+//! `fail` (throws), `slow` (sleeps).
 //!
 //! Contract:
 //! - [`ServerlessOffline::start`] picks free 127.0.0.1 ports, starts `serverless offline start`, and returns
