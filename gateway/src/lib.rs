@@ -14,6 +14,7 @@ pub mod model;
 pub mod response;
 pub mod routing;
 pub mod server;
+pub mod signing;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
