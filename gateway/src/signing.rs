@@ -444,13 +444,11 @@ fn write_canonical_path(out: &mut Vec<u8>, path: &str) {
             }
         }
     }
-    if out.len() == start {
-        out.push(b'/');
-    } else if ["/", "/.", "/./", "/..", "/../"]
+    // An empty result is `/`; a path ending in a slash (or `/.`, `/..`) keeps one.
+    let ends_with_slash = ["/", "/.", "/./", "/..", "/../"]
         .iter()
-        .any(|s| path.ends_with(s))
-        && out.last() != Some(&b'/')
-    {
+        .any(|s| path.ends_with(s));
+    if out.len() == start || (ends_with_slash && out.last() != Some(&b'/')) {
         out.push(b'/');
     }
 }
