@@ -674,13 +674,15 @@ mod tests {
         }
     }
 
-    /// Credentials that share access key ids, secrets or secret prefixes, so a cache keyed on less than all of
-    /// them would hand out a wrong key.
+    /// Credentials that share access key ids, secrets, secret prefixes or secret lengths, so a cache keyed on
+    /// less than all of them would hand out a wrong key.
     fn credential_pool(rng: &mut StdRng) -> Vec<Credentials> {
         let pairs = [
             ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
             ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY2"),
             ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKE"),
+            ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ"),
+            ("ASIAOTHER", "y"),
             ("ASIAOTHER", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
             ("ASIAOTHER", "x"),
             ("ASIA3", ""),
