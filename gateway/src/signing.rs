@@ -324,7 +324,10 @@ impl Signer {
 fn is_header_value(value: &[u8]) -> bool {
     value
         .iter()
-        .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+        // A non-short-circuiting fold, so the loop over a session token (hundreds of bytes) is vectorised.
+        .fold(true, |ok, &b| {
+            ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t'))
+        })
 }
 
 /// `name:value\n` with aws-sigv4's `trim_all` applied to the value: spaces (only spaces) trimmed at both ends
@@ -381,7 +384,7 @@ fn format_date_time(time: SystemTime) -> String {
     two(&mut out[11..13], t.minute());
     two(&mut out[13..15], t.second());
     out[15] = b'Z';
-    out.iter().map(|&b| char::from(b)).collect()
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
