@@ -7,8 +7,8 @@
 //! Layout, from the inside out:
 //! - [`model`]: the domain types (Backend, payload modes, replies, outcomes); imports nothing else.
 //! - [`config`]: YAML documents → model + problems. [`routing`]: which rule serves a request.
-//!   [`event`]: request → Lambda event. [`response`]: Lambda's answer → client reply. [`invoke`]: the signed
-//!   Invoke request. All pure.
+//!   [`event`]: request → Lambda event. [`response`]: Lambda's answer → client reply. [`invoke`] and
+//!   [`signing`]: the signed Invoke request. All pure (the signer caches derived keys per thread).
 //! - [`credentials`] (fetch, cache, refresh), [`upstream`] (send to Lambda), [`clock`]: the outside world,
 //!   behind seams tests replace.
 //! - [`state`]: the served configuration, credential cells and metrics; [`pipeline`]: one request through
@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod response;
 pub mod routing;
 pub mod server;
+pub mod signing;
 pub mod state;
 pub mod upstream;
 
