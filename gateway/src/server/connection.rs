@@ -55,6 +55,8 @@ struct Activity {
     /// The last reply refused a body unread: discard what the client still sends before closing.
     linger: AtomicBool,
     stopping: AtomicBool,
+    /// Wakes the driver when a request head starts, so the header deadline replaces the (longer) idle one.
+    head_started: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -66,6 +68,7 @@ impl Activity {
             in_flight: AtomicU32::new(0),
             linger: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            head_started: tokio::sync::Notify::new(),
         }
     }
 
@@ -86,9 +89,13 @@ impl Activity {
         self.last_progress_ms.store(now, Ordering::Relaxed);
         if self.in_flight.load(Ordering::Relaxed) == 0 {
             // Bytes of a new request: its head must be complete within the header timeout.
-            let _ =
-                self.head_started_ms
-                    .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            let started = self
+                .head_started_ms
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+            if started {
+                self.head_started.notify_one();
+            }
         }
     }
 
@@ -297,6 +304,9 @@ pub async fn serve(
         .without_shutdown();
     let mut connection = std::pin::pin!(connection);
     let mut stopping = *stop.borrow();
+    let (deadline, mut reason) = activity.deadline(&limits);
+    let timer = tokio::time::sleep_until(deadline);
+    let mut timer = std::pin::pin!(timer);
     loop {
         if stopping {
             activity.stopping.store(true, Ordering::Relaxed);
@@ -304,7 +314,6 @@ pub async fn serve(
                 return;
             }
         }
-        let (deadline, reason) = activity.deadline(&limits);
         tokio::select! {
             finished = &mut connection => {
                 if let Ok(parts) = finished {
@@ -317,14 +326,21 @@ pub async fn serve(
                 }
                 return;
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                // Progress may have moved the deadline since it was computed.
+            _ = &mut timer => {
+                // Progress may have moved the deadline since it was set.
                 let (current, reason_now) = activity.deadline(&limits);
                 if !reason.is_empty() && reason == reason_now && current <= Instant::now() {
                     gateway.metrics.connections_closed.get_or_create(&ClosedLabels { reason }).inc();
                     tracing::debug!(%peer, reason, "closing client connection");
                     return;
                 }
+                reason = reason_now;
+                timer.as_mut().reset(current);
+            }
+            _ = activity.head_started.notified() => {
+                let (current, reason_now) = activity.deadline(&limits);
+                reason = reason_now;
+                timer.as_mut().reset(current);
             }
             changed = stop.changed(), if !stopping => {
                 stopping = changed.is_err() || *stop.borrow();
