@@ -8,8 +8,10 @@
 #   client (wrk) ──► bench_invoke_endpoint                   (baseline, for "added latency")
 #
 # For each round (ROUNDS, alternating targets): throughput at CONNECTIONS connections for DURATION, then latency
-# with 1 connection for DURATION (p50/p99). Reports requests/s, p50/p99, the gateway/nginx throughput ratio and
-# the median latency each proxy adds over the direct baseline. Both proxies have access logs off, 2 workers.
+# with 1 connection for DURATION (p50/p99). Reports requests/s, p50/p99, the gateway/nginx throughput ratio, the
+# CPU each proxy spends per request during the throughput phase (user+system from /proc/<pid>/stat, nginx's master
+# and workers summed, divided by the requests served) and the median latency each proxy adds over the direct
+# baseline. Both proxies have access logs off, 2 workers.
 #
 # Variables: DURATION (default 10s), CONNECTIONS (32), ROUNDS (2), THREADS (wrk threads, 2),
 #   GATEWAY_BIN (default: the freshly built target/release/gateway; set it to an older build for an A/B run).
@@ -123,7 +125,9 @@ http {
 }
 EOF
 "$NGINX" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
+GATEWAY_PID=${PIDS[1]}
 wait_port "$NGINX_PORT"
 
 cat >"$WORK/post.lua" <<'EOF'
@@ -150,6 +154,18 @@ parse() {
 run() { # url connections threads
   wrk -t"$3" -c"$2" -d"$DURATION" --latency -s "$WORK/post.lua" "$1" | parse
 }
+# CPU clock ticks (user+system) used so far by a process and its children processes (nginx workers).
+ticks() { # pid
+  local total=0 pid
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    [[ -r /proc/$pid/stat ]] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+declare -A PID_OF=([gateway]="$GATEWAY_PID" [nginx]="$NGINX_PID" [direct]="")
+CLK_TCK=$(getconf CLK_TCK)
+SECONDS_RUN=$(echo "$DURATION" | sed 's/s$//')
 
 declare -A URL=(
   [gateway]="http://127.0.0.1:$GATEWAY_PORT/echo"
@@ -162,14 +178,22 @@ declare -A URL=(
   echo "gateway: $GATEWAY_BIN, release, default --workers (one per CPU = $(nproc)), SigV4 signing per request, access log off; nginx: 2 workers, upstream keepalive, access log off"
 } | tee "$OUT"
 
-declare -A RPS P50 P99 LAT50 LAT99
+declare -A RPS P50 P99 LAT50 LAT99 CPU
+# Alternate which proxy goes first in each round, so neither always runs right after the other.
 for round in $(seq 1 "$ROUNDS"); do
-  for target in direct nginx gateway; do
+  if (( round % 2 )); then order="direct nginx gateway"; else order="direct gateway nginx"; fi
+  for target in $order; do
+    pid="${PID_OF[$target]}"
+    before=$([[ -n "$pid" ]] && ticks "$pid" || echo 0)
     read -r rps p50 p99 err < <(run "${URL[$target]}" "$CONNECTIONS" "$THREADS")
+    after=$([[ -n "$pid" ]] && ticks "$pid" || echo 0)
+    cpu_us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v rps="$rps" -v s="$SECONDS_RUN" \
+      'BEGIN { if (rps > 0 && t > 0) printf "%.1f", t / hz * 1e6 / (rps * s); else print "0" }')
     read -r _ l50 l99 lerr < <(run "${URL[$target]}" 1 1)
-    printf 'round %d %-8s throughput %7d req/s  (p50 %5d us, p99 %6d us, errors %d) | 1 connection: p50 %4d us, p99 %5d us (errors %d)\n' \
-      "$round" "$target" "$rps" "$p50" "$p99" "$err" "$l50" "$l99" "$lerr" | tee -a "$OUT"
+    printf 'round %d %-8s throughput %7d req/s  (p50 %5d us, p99 %6d us, errors %d, CPU %5s us/request) | 1 connection: p50 %4d us, p99 %5d us (errors %d)\n' \
+      "$round" "$target" "$rps" "$p50" "$p99" "$err" "$cpu_us" "$l50" "$l99" "$lerr" | tee -a "$OUT"
     RPS[$target]="${RPS[$target]:-} $rps"; LAT50[$target]="${LAT50[$target]:-} $l50"; LAT99[$target]="${LAT99[$target]:-} $l99"
+    CPU[$target]="${CPU[$target]:-} $cpu_us"
     P50[$target]="${P50[$target]:-} $p50"; P99[$target]="${P99[$target]:-} $p99"
   done
 done
@@ -179,12 +203,15 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END { if (NR%2
 g_rps=$(echo "${RPS[gateway]}" | median); n_rps=$(echo "${RPS[nginx]}" | median); d_rps=$(echo "${RPS[direct]}" | median)
 g_l50=$(echo "${LAT50[gateway]}" | median); n_l50=$(echo "${LAT50[nginx]}" | median); d_l50=$(echo "${LAT50[direct]}" | median)
 g_l99=$(echo "${LAT99[gateway]}" | median); n_l99=$(echo "${LAT99[nginx]}" | median)
+medianf() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END { if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+g_cpu=$(echo "${CPU[gateway]}" | medianf); n_cpu=$(echo "${CPU[nginx]}" | medianf)
 {
   echo "summary (median of rounds):"
   printf '  throughput: gateway %d req/s, nginx %d req/s, direct %d req/s → gateway/nginx = %s\n' \
     "$g_rps" "$n_rps" "$d_rps" "$(awk -v g="$g_rps" -v n="$n_rps" 'BEGIN { printf "%.2f", g/n }')"
   printf '  1-connection latency: p50 gateway %d us, nginx %d us, direct %d us; p99 gateway %d us, nginx %d us\n' \
     "$g_l50" "$n_l50" "$d_l50" "$g_l99" "$n_l99"
+  printf '  CPU per request (throughput phase): gateway %s us, nginx %s us\n' "$g_cpu" "$n_cpu"
   printf '  added median latency over direct: gateway %d us, nginx %d us\n' "$((g_l50 - d_l50))" "$((n_l50 - d_l50))"
 } | tee -a "$OUT"
 echo "results saved to $OUT"
