@@ -333,8 +333,9 @@ async fn rotated_certificate_is_served_without_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let metrics = get_text(&running.client(), running.metrics_url("/metrics")).await;
-    assert!(
-        metrics.contains("podcred_webhook_tls_certificate_reloads 1"),
+    assert_eq!(
+        series(&metrics, "podcred_webhook_tls_certificate_reloads"),
+        Some(1.0),
         "{metrics}"
     );
     running.stop().await;
@@ -478,8 +479,14 @@ async fn debug_routes_and_unknown_paths() {
     let dump = get_text(&client, running.metrics_url("/debug/alpha/cache")).await;
     assert_eq!(dump, "{}");
     let metrics = get_text(&client, running.metrics_url("/metrics")).await;
-    assert!(metrics
-        .contains("http_request_count{code=\"500\",path=\"/debug/alpha/500\",verb=\"GET\"} 1"));
+    assert_eq!(
+        series(
+            &metrics,
+            "http_request_count{code=\"500\",path=\"/debug/alpha/500\",verb=\"GET\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     running.stop().await;
 }
 
@@ -502,6 +509,7 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stop = running.stop.as_ref().is_some();
     assert!(stop);
+    let webhook_addr = running.webhook;
     let Running {
         stop: Some(stop_tx),
         task,
@@ -511,7 +519,12 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         unreachable!()
     };
     stop_tx.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shutdown has begun once the listener refuses new connections.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(webhook_addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting connections");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tx.unbounded_send(Ok(tail.as_bytes().to_vec())).unwrap();
     drop(tx);
     let response = request.await.unwrap().unwrap();
@@ -521,4 +534,14 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// The value of exactly one series (name and every label), e.g. `x_total{a="b"}`, in a Prometheus text page.
+fn series(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == series).then(|| value.parse().ok())?
+        })
 }

@@ -183,13 +183,36 @@ async fn endpoint_statuses_and_bodies() {
     }
     let (status, text) = get(metrics_addr, "/metrics", &[]).await;
     assert_eq!(status, 200);
-    assert!(
-        text.contains("credproxy_http_requests_total{route=\"credentials\",status=\"200\"} 2"),
+    assert_eq!(
+        series(
+            &text,
+            "credproxy_http_requests_total{route=\"credentials\",status=\"200\"}"
+        ),
+        Some(2.0),
         "{text}"
     );
-    assert!(text.contains(
-        "credproxy_sts_requests_total{role=\"broken\",outcome=\"error\",code=\"AccessDenied\"}"
-    ));
-    assert!(text.contains("credproxy_credentials_ready{role=\"default\"} 1"));
+    assert!(
+        series(
+            &text,
+            "credproxy_sts_requests_total{role=\"broken\",outcome=\"error\",code=\"AccessDenied\"}"
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(&text, "credproxy_credentials_ready{role=\"default\"}"),
+        Some(1.0),
+        "{text}"
+    );
     assert!(!text.contains("in-process-secret"));
+}
+
+/// The value of exactly one series (name and every label), e.g. `x_total{a="b"}`, in a Prometheus text page.
+fn series(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == series).then(|| value.parse().ok())?
+        })
 }

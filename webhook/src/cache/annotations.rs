@@ -57,14 +57,7 @@ impl AnnotationDefaults {
     }
 }
 
-/// Go `strconv.ParseBool`.
-pub fn parse_go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
+pub use crate::go::parse_bool as parse_go_bool;
 
 /// Upstream's check `^arn:aws[a-z0-9-]*:iam::\d{12}:role\/[\w-\/.@+=,]+$` (a mismatch is only a warning).
 pub fn is_valid_role_arn(arn: &str) -> bool {
