@@ -545,3 +545,85 @@ fn series(text: &str, series: &str) -> Option<f64> {
             (key == series).then(|| value.parse().ok())?
         })
 }
+
+/// 60 invented HTTP methods make one `verb="other"` series, not 60 new ones.
+#[tokio::test]
+async fn invented_http_methods_share_one_metric_series() {
+    let running = start().await;
+    let client = running.client();
+    for i in 0..60 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let response = client
+            .request(method, running.url("/mutate"))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().as_u16() >= 200);
+    }
+    let metrics = get_text(&client, running.metrics_url("/metrics")).await;
+    assert!(!metrics.contains("INVENTED"), "{metrics}");
+    let other: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("http_request_count{") && l.contains("verb=\"other\""))
+        .collect();
+    assert_eq!(other.len(), 1, "{metrics}");
+    let (series_key, _) = other[0].rsplit_once(' ').unwrap();
+    assert_eq!(series(&metrics, series_key), Some(60.0), "{metrics}");
+    running.stop().await;
+}
+
+/// A client that declares a too-large body and keeps sending it still reads the 413 (the server drains the
+/// rest instead of resetting the connection under it).
+#[tokio::test]
+async fn a_client_still_sending_a_too_large_body_reads_the_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let running = start().await;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(running.tls_trusting_ca()));
+    let body_len = 4 << 20;
+    for declared in [true, false] {
+        let tcp = tokio::net::TcpStream::connect(running.webhook)
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let framing = if declared {
+            format!("Content-Length: {body_len}\r\n")
+        } else {
+            "Transfer-Encoding: chunked\r\n".to_owned()
+        };
+        let head = format!(
+            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{framing}\r\n"
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < body_len {
+            let write = if declared {
+                tls.write_all(&chunk).await
+            } else {
+                let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+                framed.extend_from_slice(&chunk);
+                framed.extend_from_slice(b"\r\n");
+                tls.write_all(&framed).await
+            };
+            if let Err(error) = write {
+                panic!(
+                    "declared={declared}: the server stopped reading after {sent} bytes: {error}"
+                );
+            }
+            sent += chunk.len();
+        }
+        if !declared {
+            let _ = tls.write_all(b"0\r\n\r\n").await;
+        }
+        let _ = tls.flush().await;
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.starts_with("HTTP/1.1 413"),
+            "declared={declared}: {read:?}, reply {reply:?}"
+        );
+    }
+    running.stop().await;
+}
