@@ -207,10 +207,10 @@ fn auth_token_host_guard_and_routing() {
     );
     assert_eq!(localhost.status, 200);
 
-    assert_eq!(
-        proxy.get_authorized("/v1/credentials/nope").json()["Code"],
-        "RoleNotFound"
-    );
+    // An unknown role is indistinguishable from a wrong token (role names cannot be probed).
+    let unknown = proxy.get_authorized("/v1/credentials/nope");
+    assert_eq!(unknown.status, 401);
+    assert_eq!(unknown.body, wrong.body);
     assert_eq!(proxy.get_authorized("/v1/credentialsX").status, 404);
     assert_eq!(
         get(addr, "/metrics", &[]).status,
@@ -776,10 +776,10 @@ fn standalone_config_serves_named_roles_with_their_own_tokens() {
     let prod = get_with_auth(proxy.addr(), "/v1/credentials/prod", "prod-only-token");
     assert_eq!(prod.status, 200);
     assert_eq!(prod.json()["AccountId"], "210987654321");
-    // Two roles and no default_role: the bare path names no role.
+    // Two roles and no default_role: the bare path names no role (answered like an unknown role).
     assert_eq!(
         get_with_auth(proxy.addr(), "/v1/credentials", &shared).status,
-        404
+        401
     );
 }
 
