@@ -152,13 +152,67 @@ pub struct InjectConfig {
     pub inputs: Vec<InputSource>,
 }
 
+/// Flags (clap ids) that do nothing offline: serving, TLS, API access, logging. `webhook inject` accepts and
+/// ignores them, and hides them from its `--help`.
+const SERVER_ONLY_FLAGS: [&str; 31] = [
+    "port",
+    "metrics_port",
+    "kubeconfig",
+    "kube_api",
+    "tls_key",
+    "tls_cert",
+    "tls_cipher_suites",
+    "tls_min_version",
+    "in_cluster",
+    "service_name",
+    "tls_secret",
+    "compose_role_arn",
+    "enable_debugging_handlers",
+    "service_account_lookup_grace_period",
+    "resync_period",
+    "v",
+    "vmodule",
+    "logtostderr",
+    "alsologtostderr",
+    "stderrthreshold",
+    "add_dir_header",
+    "log_backtrace_at",
+    "log_dir",
+    "log_file",
+    "log_file_max_size",
+    "one_output",
+    "skip_headers",
+    "skip_log_headers",
+    "legacy_stderr_threshold_behavior",
+    "log_format",
+    "max_request_bytes",
+];
+
 /// Parse and validate a full argv (program name first).
 pub fn parse<I, T>(args: I) -> Result<Command, Rejected>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    use clap::{CommandFactory, FromArgMatches};
+    // `webhook inject` accepts the server's flags (same command lines work), but its help lists only the
+    // ones that change the mutation.
+    let command = Cli::command().mut_subcommand("inject", |inject| {
+        SERVER_ONLY_FLAGS
+            .iter()
+            .fold(inject, |inject, id| {
+                inject.mut_arg(*id, |arg| arg.hide(true))
+            })
+            .mut_arg("namespace", |arg| {
+                arg.help(
+                    "Namespace of the pod-identity-webhook ConfigMap read with --watch-config-map",
+                )
+            })
+    });
+    let parsed = command
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             return match err.kind() {

@@ -394,3 +394,67 @@ fn inject_subcommand() {
     let r = rejected(&["webhook", "inject"]);
     assert_eq!(r.exit_code, 2, "-f is required");
 }
+
+#[test]
+fn inject_help_lists_only_the_flags_that_change_the_mutation() {
+    let Ok(Command::Print(help)) = parse(["webhook", "inject", "--help"]) else {
+        panic!("inject --help prints help")
+    };
+    for shown in [
+        "--filename",
+        "--annotation-prefix",
+        "--token-audience",
+        "--token-expiration",
+        "--token-mount-path",
+        "--aws-default-region",
+        "--sts-regional-endpoint",
+        "--watch-config-map",
+        "--namespace",
+        "--watch-container-credentials-config",
+        "--container-credentials-audience",
+        "--sidecar-image",
+        "--sidecar-port",
+    ] {
+        assert!(help.contains(shown), "{shown} missing from:\n{help}");
+    }
+    for hidden in [
+        "--port",
+        "--metrics-port",
+        "--tls-cert",
+        "--tls-key",
+        "--kubeconfig",
+        "--kube-api",
+        "--in-cluster",
+        "--resync-period",
+        "--logtostderr",
+        "--log-format",
+        "--max-request-bytes",
+    ] {
+        assert!(
+            !help.contains(&format!("{hidden} "))
+                && !help.contains(&format!("{hidden}="))
+                && !help.contains(&format!("{hidden}\n")),
+            "{hidden} shown in:\n{help}"
+        );
+    }
+    // Hidden, still accepted: the server's command line works unchanged.
+    assert!(matches!(
+        parse([
+            "webhook",
+            "inject",
+            "--in-cluster=false",
+            "--port=8443",
+            "--tls-cert=x",
+            "--kubeconfig=y",
+            "-v=4",
+            "-f",
+            "-",
+        ]),
+        Ok(Command::Inject(_))
+    ));
+    // The server's help still lists everything.
+    let Ok(Command::Print(server_help)) = parse(["webhook", "--help"]) else {
+        panic!("--help prints help")
+    };
+    assert!(server_help.contains("--tls-cert"), "{server_help}");
+}
