@@ -25,8 +25,8 @@ use crate::sidecar::{SidecarConfig, SidecarMode};
 /// What `webhook inject` prints for `--version` and what `--version` prints for the server.
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
-/// Upstream's minimum token expiration (`--token-expiration` and annotations are clamped to it).
-pub const MIN_TOKEN_EXPIRATION: i64 = 600;
+// `--token-expiration` and annotations are clamped to upstream's minimum token expiration.
+pub use crate::mutate::MIN_TOKEN_EXPIRATION;
 
 /// Default `--max-request-bytes`: the API server caps request bodies at 3 MiB, and an AdmissionReview may
 /// carry the object twice (object + oldObject) plus the envelope.
@@ -628,7 +628,7 @@ struct ServerFlags {
     )]
     token_mount_path: String,
     /// The token expiration (seconds, minimum 600)
-    #[arg(long = "token-expiration", default_value = "86400", value_parser = go_int)]
+    #[arg(long = "token-expiration", default_value_t = crate::mutate::DEFAULT_TOKEN_EXPIRATION, value_parser = go_int)]
     token_expiration: i64,
     /// If set, AWS_DEFAULT_REGION and AWS_REGION will be set to this value in mutated containers
     #[arg(long = "aws-default-region", default_value = "")]

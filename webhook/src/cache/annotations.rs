@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::identity::StsIdentity;
 
-/// Upstream's minimum token expiration; annotation values below it are raised to it.
-const MIN_TOKEN_EXPIRATION: i64 = 600;
+// Annotation values below upstream's minimum token expiration are raised to it.
+use crate::mutate::MIN_TOKEN_EXPIRATION;
 
 /// `--compose-role-arn`: account and partition from the instance identity document (§3.6).
 #[derive(Clone, Debug, PartialEq, Eq)]
