@@ -107,7 +107,7 @@ fn main() {
          kill $child 2>/dev/null; wait $child",
         owner = std::process::id()
     );
-    Command::new("bash")
+    let mut watchdog = Command::new("bash")
         .arg("-c")
         .arg(watchdog)
         .arg(&inner_bin)
@@ -115,6 +115,7 @@ fn main() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", inner_bin.display()));
+    std::thread::spawn(move || watchdog.wait());
     let inner = SocketAddr::from(([127, 0, 0, 1], inner_port));
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect_timeout(&inner, Duration::from_millis(200)).is_err() {
