@@ -34,8 +34,10 @@ use crate::metrics::RoleLabels;
 use crate::role::{Lookup, RoleHandle};
 
 const CREDENTIALS_PATH: &str = "/v1/credentials";
-/// Connections served at once per listener (an SDK keeps one or two; the kubelet's probes one each).
-pub const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once per listener. An SDK keeps one or two, but clients keep idle connections
+/// alive and each holds a slot, so the cap leaves room for bursts of 1,000+ concurrent requests
+/// (`tests/tests/credproxy_e2e.rs`; 512 starved that test) while bounding file descriptors and memory.
+pub const MAX_CONNECTIONS: usize = 4096;
 /// Time a client has to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
