@@ -281,10 +281,14 @@ mod tests {
         touch(&src.join("nested/lib.rs"), old);
         touch(&src.join("notes.md"), edited);
         touch(&binary, built);
-        assert_eq!(newer_source(&binary, &[src.clone()]), None, "fresh");
+        assert_eq!(
+            newer_source(&binary, std::slice::from_ref(&src)),
+            None,
+            "fresh"
+        );
         touch(&src.join("nested/lib.rs"), edited);
         assert_eq!(
-            newer_source(&binary, &[src.clone()]),
+            newer_source(&binary, std::slice::from_ref(&src)),
             Some(src.join("nested/lib.rs")),
             "stale"
         );
