@@ -291,7 +291,13 @@ fn classify_sdk_error(err: &StsError, role_arn: &str) -> Failure {
         ),
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            let code = err.code().unwrap_or("Unknown").to_string();
+            // An error body without a usable <Code> (empty or missing) is "Unknown", never an empty code
+            // (it is the `Code` clients get and a metric label; found by fuzz/regressions/credproxy_sts).
+            let code = err
+                .code()
+                .filter(|code| !code.trim().is_empty())
+                .unwrap_or("Unknown")
+                .to_string();
             let kind = classify_sts_code(&code, status);
             let detail = err.message().unwrap_or("no message");
             Failure::new(
