@@ -22,6 +22,11 @@ fn csv_first_record_follows_go_encoding_csv() {
     assert_eq!(p("a\"b"), None, "bare quote");
     assert_eq!(p("\"a\"b"), None, "extraneous quote");
     assert_eq!(p("\"unterminated"), None);
+    // Go (found by fuzz/tests/go_differential.rs): a `\r` right before EOF is dropped from the raw line,
+    // not from the parsed field.
+    assert_eq!(p("\r"), None);
+    assert_eq!(p("\"c\r\""), v(&["c\r"]));
+    assert_eq!(p("a\r"), v(&["a"]));
 }
 
 #[test]
