@@ -60,7 +60,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         "binary {} not built: run `cargo build --workspace --bins` (make test does)",
         path.display()
     );
-    if let Some(source) = newer_source(&path, &binary_sources(name)) {
+    let stale = match dep_info_sources(&path) {
+        Some(sources) => newer_file(&path, &sources),
+        None => newer_source(&path, &binary_sources(name)),
+    };
+    if let Some(source) = stale {
         panic!(
             "binary {} is older than {} (edited since the last build): run `cargo build --workspace --bins` \
              (make test does)",
@@ -71,7 +75,34 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
-/// The source folders of a workspace binary: `src/` of its crate (the workspace member named like the binary,
+/// The source files cargo recorded for `binary` in its dep-info file (`<binary>.d`, written next to it):
+/// exactly what a rebuild would look at (test-only modules are not in it).
+fn dep_info_sources(binary: &Path) -> Option<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+    let (_, deps) = text.lines().next()?.split_once(": ")?;
+    // Spaces inside paths are escaped as `\ `.
+    let deps = deps.replace("\\ ", "\u{0}");
+    Some(
+        deps.split_whitespace()
+            .map(|dep| PathBuf::from(dep.replace('\u{0}', " ")))
+            .collect(),
+    )
+}
+
+/// The first of `files` modified after `binary` was written.
+pub fn newer_file(binary: &Path, files: &[PathBuf]) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    files
+        .iter()
+        .find(|file| {
+            std::fs::metadata(file)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified > built)
+        })
+        .cloned()
+}
+
+/// The source folders of a workspace binary (used when cargo's dep-info file is missing): `src/` of its crate (the workspace member named like the binary,
 /// else the `tests` crate) and of every workspace crate that crate depends on.
 fn binary_sources(name: &str) -> Vec<PathBuf> {
     let root = workspace_root();
@@ -292,6 +323,32 @@ mod tests {
             Some(src.join("nested/lib.rs")),
             "stale"
         );
+    }
+
+    #[test]
+    fn dep_info_lists_the_sources_cargo_built_the_binary_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("webhook");
+        std::fs::write(
+            dir.path().join("webhook.d"),
+            "/x/target/debug/webhook: /x/webhook/src/lib.rs /x/my\\ dir/main.rs\n\n/x/webhook/src/lib.rs:\n",
+        )
+        .unwrap();
+        assert_eq!(
+            dep_info_sources(&binary),
+            Some(vec![
+                PathBuf::from("/x/webhook/src/lib.rs"),
+                PathBuf::from("/x/my dir/main.rs")
+            ])
+        );
+        // The real one: the webhook binary depends on its library and certs, not on test-only modules.
+        let real = workspace_root().join("target/debug/webhook");
+        if let Some(sources) = dep_info_sources(&real) {
+            assert!(sources.iter().any(|s| s.ends_with("webhook/src/mutate.rs")));
+            assert!(!sources
+                .iter()
+                .any(|s| s.ends_with("webhook/src/go/tests.rs")));
+        }
     }
 
     #[test]
