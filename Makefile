@@ -11,7 +11,7 @@ export AWS_CONFIG_FILE := /dev/null
 export AWS_SHARED_CREDENTIALS_FILE := /dev/null
 CARGO ?= cargo
 
-.PHONY: help build peers test unit e2e demo bench lint fmt clean-cache
+.PHONY: help build peers test unit e2e demo bench fuzz lint fmt clean-cache
 
 help:
 	@echo "make demo   - run the seed's flow locally (moto STS + serverless-offline Lambda + credproxy + gateway)"
@@ -19,6 +19,7 @@ help:
 	@echo "make unit   - fast unit and in-process tests (plain cargo test, no peers)"
 	@echo "make e2e    - only the real kube-apiserver end-to-end tests"
 	@echo "make bench  - benchmarks (criterion + load tools side by side with the peers)"
+	@echo "make fuzz   - every cargo-fuzz target FUZZ_SECONDS seconds (default 30; installs cargo-fuzz, nightly)"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 
 build:
@@ -47,6 +48,12 @@ demo:
 
 bench: peers
 	bash tests/bench/run-all.sh
+
+# cargo-fuzz targets (fuzz/README.md); `make test` replays their corpora on stable.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" bash fuzz/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

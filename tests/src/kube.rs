@@ -413,6 +413,8 @@ pub struct WebhookProcess {
     pub port: u16,
     pub metrics_port: u16,
     pub tls: TlsFiles,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
     args: Vec<String>,
     log: PathBuf,
     process: Option<ChildGuard>,
@@ -428,11 +430,55 @@ impl WebhookProcess {
         Self::start_with_kubeconfig(plane, plane.admin_kubeconfig(), which, name, extra_args).await
     }
 
+    /// Like [`WebhookProcess::start`], running `binary` with `env` added to its environment (a stand-in
+    /// for `which`, e.g. the differential test's deliberately broken `forgetful_webhook`).
+    pub async fn start_binary(
+        plane: &ControlPlane,
+        which: WebhookImpl,
+        binary: PathBuf,
+        env: &[(&str, &str)],
+        name: &str,
+        extra_args: &[&str],
+    ) -> Self {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::launch(
+            plane,
+            plane.admin_kubeconfig(),
+            which,
+            (binary, env),
+            name,
+            extra_args,
+        )
+        .await
+    }
+
     /// Like [`WebhookProcess::start`], authenticating with `kubeconfig` (e.g. an RBAC-scoped user).
     pub async fn start_with_kubeconfig(
         plane: &ControlPlane,
         kubeconfig: &Path,
         which: WebhookImpl,
+        name: &str,
+        extra_args: &[&str],
+    ) -> Self {
+        Self::launch(
+            plane,
+            kubeconfig,
+            which,
+            (which.binary(), Vec::new()),
+            name,
+            extra_args,
+        )
+        .await
+    }
+
+    async fn launch(
+        plane: &ControlPlane,
+        kubeconfig: &Path,
+        which: WebhookImpl,
+        (binary, env): (PathBuf, Vec<(String, String)>),
         name: &str,
         extra_args: &[&str],
     ) -> Self {
@@ -454,6 +500,8 @@ impl WebhookProcess {
             port,
             metrics_port,
             tls,
+            binary,
+            env,
             args,
             log: plane.dir().join(format!("{name}.log")),
             process: None,
@@ -463,8 +511,9 @@ impl WebhookProcess {
     }
 
     async fn spawn(&mut self) {
-        let mut cmd = isolated_command(self.which.binary());
+        let mut cmd = isolated_command(&self.binary);
         cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file(self.log.parent().unwrap(), "webhooks-stdout.log"))
             .stderr(

@@ -47,10 +47,11 @@ pub struct SidecarConfig {
 
 use serde_json::{json, Map, Value};
 
+use crate::go::clean_join;
 use crate::identity::StsIdentity;
 use crate::mutate::{
-    append_env, array_field, clean_join, ensure_mount, env_names, projected_volume, Mode,
-    MutateConfig, Mutation, PatchOp, PodError, PodView, IRSA_TOKEN_PATH, IRSA_VOLUME_NAME,
+    append_env, array_field, ensure_mount, env_names, projected_volume, Mode, MutateConfig,
+    Mutation, PatchOp, PodError, PodView, IRSA_TOKEN_PATH, IRSA_VOLUME_NAME,
 };
 
 /// The sidecar container's name.
@@ -68,17 +69,9 @@ pub(crate) fn requested(
 ) -> Result<bool, PodError> {
     let pod_value = pod
         .annotation(&format!("{}/inject", config.annotation_prefix))
-        .and_then(parse_go_bool);
+        .and_then(crate::go::parse_bool);
     let wanted = pod_value.or(sts.inject_sidecar).unwrap_or(false);
     Ok(wanted && !pod.is_windows())
-}
-
-fn parse_go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// The sidecar mutation (see module docs).
