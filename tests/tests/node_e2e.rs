@@ -1,0 +1,524 @@
+//! The deployed shape on a real node (tests/src/node.rs): the images of `make images` imported into
+//! containerd, the Helm chart installed with them, and the seed's flow as pods — the kubelet projects the
+//! token, the native credproxy sidecar starts first, the gateway signs Lambda Invoke calls with its
+//! credentials. STS is the moto wrapper (SigV4/IAM checks, web-identity checks) and Lambda the seed's Node.js
+//! `echo` in serverless-offline, both on the host at the node's bridge address.
+//!
+//! One node per test binary run: the steps share it (a node costs ~30 s and ~1 GiB), in order, each
+//! asserting what the issue asks: install; the seed's curl; the STS endpoint reaching the sidecar from the
+//! app's env and from the chart's `sidecar.env`; admissions during a webhook rolling restart; a killed
+//! sidecar; the probes the kubelet runs.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use integration::moto::{Moto, MotoOptions, ACCOUNT};
+use integration::node::{wait_for, Node};
+use integration::serverless::ServerlessOffline;
+use integration::workspace_root;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{ListParams, LogParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+/// The response the seed documents, byte for byte.
+const SEED_RESPONSE: &str = r#"{"statusCode":200,"body":"Response from AWS Lambda. Here's the request you just sent me: {\"key1\":\"value1\",\"key2\":\"value2\"}"}"#;
+const RELEASE: &str = "podcred-webhook";
+const SYSTEM_NAMESPACE: &str = "podcred-system";
+const GATEWAY_NAMESPACE: &str = "podcred-gateway";
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn image_archives() -> Vec<PathBuf> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("images");
+    ["webhook", "credproxy", "gateway"]
+        .iter()
+        .map(|name| {
+            let path = dir.join(format!("{name}.tar"));
+            assert!(
+                path.exists(),
+                "{} missing: run `make images` (make test does)",
+                path.display()
+            );
+            path
+        })
+        .collect()
+}
+
+/// The seed's curl, aimed at a gateway pod instead of a port-forward to localhost.
+fn seed_curl(pod_ip: &str) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            &format!("{pod_ip}:8080/echo"),
+            "-d",
+            r#"{"key1":"value1", "key2":"value2"}"#,
+            "-X",
+            "POST",
+        ])
+        .output()
+        .expect("curl is installed");
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() && body == SEED_RESPONSE {
+        Ok(body)
+    } else {
+        Err(format!("curl {}: {body:?}", out.status))
+    }
+}
+
+/// deploy/examples/gateway.yaml as a user applies it (`envsubst`), plus what this node needs: local images
+/// (`imagePullPolicy: Never`), Lambda at serverless-offline, and — when `sts_endpoint` is given — the app's
+/// own `AWS_ENDPOINT_URL_STS`, which the webhook must carry into the sidecar.
+fn gateway_manifests(lambda_endpoint: &str, sts_endpoint: Option<&str>) -> String {
+    let text = std::fs::read_to_string(workspace_root().join("deploy/examples/gateway.yaml"))
+        .expect("read deploy/examples/gateway.yaml")
+        .replace("${AWS_ACCOUNT_ID}", ACCOUNT)
+        .replace("${AWS_LAMBDA_REGION}", "us-east-1");
+    let mut out = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let mut value: serde_json::Value =
+            serde::Deserialize::deserialize(document).expect("example YAML");
+        if value["kind"] == "Deployment" {
+            let container = &mut value["spec"]["template"]["spec"]["containers"][0];
+            container["imagePullPolicy"] = json!("Never");
+            let env = container["env"].as_array_mut().expect("gateway env");
+            env.push(json!({"name": "AWS_ENDPOINT_URL_LAMBDA", "value": lambda_endpoint}));
+            if let Some(sts) = sts_endpoint {
+                env.push(json!({"name": "AWS_ENDPOINT_URL_STS", "value": sts}));
+            }
+        }
+        out.push(serde_yaml::to_string(&value).expect("YAML"));
+    }
+    out.join("---\n")
+}
+
+async fn wait_rollout(client: &Client, namespace: &str, name: &str, what: &str) -> Deployment {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let started = Instant::now();
+    let deployment = wait_for(ROLLOUT_TIMEOUT, what, || async {
+        let d = api.get(name).await.map_err(|e| e.to_string())?;
+        let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let generation = d.metadata.generation.unwrap_or(0);
+        let status = d.status.clone().unwrap_or_default();
+        let done = status.observed_generation.unwrap_or(0) >= generation
+            && status.updated_replicas.unwrap_or(0) == wanted
+            && status.ready_replicas.unwrap_or(0) == wanted
+            && status.replicas.unwrap_or(0) == wanted;
+        if done {
+            Ok(d)
+        } else {
+            let summary = pod_summary(&pods).await;
+            Err(format!("status {status:?}; pods: {summary}"))
+        }
+    })
+    .await;
+    eprintln!("{what}: {:.1} s", started.elapsed().as_secs_f64());
+    deployment
+}
+
+/// Phase and container states of every pod (for failure messages).
+async fn pod_summary(pods: &Api<Pod>) -> String {
+    let list = pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    list.iter()
+        .map(|p| {
+            let status = p.status.clone().unwrap_or_default();
+            let states: Vec<String> = status
+                .init_container_statuses
+                .unwrap_or_default()
+                .into_iter()
+                .chain(status.container_statuses.unwrap_or_default())
+                .map(|c| format!("{}: ready={} restarts={} {:?}", c.name, c.ready, c.restart_count, c.state))
+                .collect();
+            format!(
+                "\n  {} {:?} {:?}",
+                p.metadata.name.clone().unwrap_or_default(),
+                status.phase,
+                states
+            )
+        })
+        .collect()
+}
+
+async fn running_pods(client: &Client, namespace: &str, selector: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.list(&ListParams::default().labels(selector))
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect()
+}
+
+fn env_value(container: &Container, name: &str) -> Option<String> {
+    container
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+}
+
+async fn container_log(client: &Client, namespace: &str, pod: &str, container: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.logs(
+        pod,
+        &LogParams {
+            container: Some(container.into()),
+            ..LogParams::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| format!("(no log: {e})"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs peers: run make test"]
+async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
+    let node = Node::start(&image_archives()).await;
+    let client = node.client().await;
+    let host = node.host_ip();
+
+    // 1. helm install of the chart with the local images, without cert-manager (the chart's own PKI).
+    let started = Instant::now();
+    let [(host_key, host_value), (port_key, port_value)] = node.in_cluster_env();
+    let chart = workspace_root().join("deploy/helm/podcred");
+    node.helm(&[
+        "install",
+        RELEASE,
+        &chart.display().to_string(),
+        "--namespace",
+        SYSTEM_NAMESPACE,
+        "--create-namespace",
+        "--set",
+        "pki.certManager.enabled=false",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        "sidecar.enabled=true",
+        "--set",
+        "sidecar.image.pullPolicy=Never",
+        "--set",
+        "mutatingWebhook.failurePolicy=Fail",
+        "--set",
+        &format!("config.extraEnv[0].name={host_key}"),
+        "--set-string",
+        &format!("config.extraEnv[0].value={host_value}"),
+        "--set",
+        &format!("config.extraEnv[1].name={port_key}"),
+        "--set-string",
+        &format!("config.extraEnv[1].value={port_value}"),
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+    let webhook = wait_rollout(&client, SYSTEM_NAMESPACE, RELEASE, "webhook rollout").await;
+    assert_eq!(webhook.status.unwrap().ready_replicas, Some(2));
+    eprintln!("helm install: {:.1} s", started.elapsed().as_secs_f64());
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    assert!(pdbs.get_opt(RELEASE).await.unwrap().is_some(), "PDB {RELEASE} missing");
+    let configs: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    let registered = configs.list(&ListParams::default()).await.unwrap().items;
+    let hook = registered
+        .iter()
+        .flat_map(|c| c.webhooks.clone().unwrap_or_default())
+        .find(|w| w.client_config.service.is_some())
+        .expect("the chart registers the webhook through its Service");
+    assert!(hook.client_config.url.is_none(), "{hook:?}");
+
+    // 2. The seed's flow as pods: STS and Lambda on the host, reached at the bridge address.
+    let moto = Moto::start(MotoOptions {
+        wrapped: true,
+        verify_web_identity: true,
+        port: None,
+        host: Some(host),
+    });
+    let allow_invoke = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"}]});
+    moto.create_role("lambda-role", Some(&allow_invoke));
+    let sls = ServerlessOffline::start_on(host);
+    let started = Instant::now();
+    node.create_yaml(&gateway_manifests(&sls.endpoint(), Some(&moto.endpoint())))
+        .await;
+    wait_rollout(&client, GATEWAY_NAMESPACE, "http", "gateway rollout (app's STS endpoint)").await;
+    eprintln!("seed flow pods ready: {:.1} s", started.elapsed().as_secs_f64());
+    let selector = "app.kubernetes.io/name=http-gateway";
+    let gateways = running_pods(&client, GATEWAY_NAMESPACE, selector).await;
+    assert_eq!(gateways.len(), 2);
+    for pod in &gateways {
+        let name = pod.metadata.name.clone().unwrap();
+        let spec = pod.spec.clone().unwrap();
+        // The native sidecar: first init container, restartPolicy Always, the STS endpoint carried over.
+        let sidecar = &spec.init_containers.as_ref().expect("init containers")[0];
+        assert_eq!(sidecar.name, "credproxy");
+        assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(env_value(sidecar, "AWS_ENDPOINT_URL_STS"), Some(moto.endpoint()));
+        assert_eq!(
+            env_value(sidecar, "AWS_ROLE_ARN").as_deref(),
+            Some(format!("arn:aws:iam::{ACCOUNT}:role/lambda-role").as_str())
+        );
+        let app = &spec.containers[0];
+        assert!(env_value(app, "AWS_ROLE_ARN").is_none(), "only the sidecar gets the role");
+        // The sidecar became ready (startup probe) before the gateway container started.
+        let status = pod.status.clone().unwrap();
+        let sidecar_started = status.init_container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .and_then(|s| s.running)
+            .and_then(|r| r.started_at)
+            .expect("credproxy running");
+        let app_started = status.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .and_then(|s| s.running)
+            .and_then(|r| r.started_at)
+            .expect("gateway running");
+        assert!(app_started.0 >= sidecar_started.0, "{name}: gateway started before credproxy");
+
+        let ip = status.pod_ip.expect("pod IP");
+        let body = seed_curl(&ip).unwrap_or_else(|e| {
+            panic!("{name}: {e}\nmoto log tail:\n{}", tail_text(&moto.log(), 20))
+        });
+        assert_eq!(body, SEED_RESPONSE);
+        // The credentials came from moto's STS through credproxy: temporary (ASIA) keys.
+        let log = container_log(&client, GATEWAY_NAMESPACE, &name, "gateway").await;
+        assert!(log.contains("ASIA"), "{name}: gateway log:\n{log}");
+    }
+
+    // 3. The STS endpoint from the chart (`sidecar.env`) instead of the app's env, applied by a rolling
+    //    restart of the webhook during which pods are admitted continuously (failurePolicy Fail).
+    let admissions = AdmissionProbe::start(client.clone()).await;
+    let started = Instant::now();
+    node.helm(&[
+        "upgrade",
+        RELEASE,
+        &chart.display().to_string(),
+        "--namespace",
+        SYSTEM_NAMESPACE,
+        "--reuse-values",
+        "--set-string",
+        &format!("sidecar.env.AWS_ENDPOINT_URL_STS={}", moto.endpoint()),
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+    wait_rollout(&client, SYSTEM_NAMESPACE, RELEASE, "webhook rolling restart").await;
+    let (admitted, failed, unmutated) = admissions.stop().await;
+    eprintln!(
+        "webhook rolling restart ({:.1} s): {admitted} pods admitted, {failed} failed admissions, {unmutated} unmutated",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(admitted >= 10, "too few admissions during the restart: {admitted}");
+    assert_eq!((failed, unmutated), (0, 0), "admissions failed during the webhook restart");
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
+    let without_app_sts = gateway_manifests(&sls.endpoint(), None);
+    let deployment_doc = without_app_sts
+        .split("---\n")
+        .find(|d| d.contains("kind: Deployment"))
+        .expect("Deployment document");
+    let deployment: Deployment = serde_yaml::from_str(deployment_doc).expect("Deployment");
+    deployments
+        .replace("http", &PostParams::default(), &{
+            let mut d = deployment;
+            d.metadata.resource_version = deployments.get("http").await.unwrap().metadata.resource_version;
+            d
+        })
+        .await
+        .expect("replace gateway Deployment");
+    wait_rollout(&client, GATEWAY_NAMESPACE, "http", "gateway rollout (chart's sidecar.env)").await;
+    for pod in running_pods(&client, GATEWAY_NAMESPACE, selector).await {
+        let spec = pod.spec.clone().unwrap();
+        assert!(env_value(&spec.containers[0], "AWS_ENDPOINT_URL_STS").is_none());
+        let sidecar = &spec.init_containers.unwrap()[0];
+        assert_eq!(env_value(sidecar, "AWS_ENDPOINT_URL_STS"), Some(moto.endpoint()));
+        let ip = pod.status.unwrap().pod_ip.unwrap();
+        assert_eq!(seed_curl(&ip).unwrap(), SEED_RESPONSE);
+    }
+
+    // 4. The credproxy sidecar killed: the kubelet restarts it, the app's auth token stays the same, and
+    //    the seed's curl keeps working.
+    let pod = running_pods(&client, GATEWAY_NAMESPACE, selector).await.remove(0);
+    let pod_name = pod.metadata.name.clone().unwrap();
+    let uid = pod.metadata.uid.clone().unwrap();
+    let ip = pod.status.clone().unwrap().pod_ip.unwrap();
+    let token_file = node
+        .run_dir()
+        .join("node/kubelet/pods")
+        .join(&uid)
+        .join("volumes/kubernetes.io~empty-dir/podcred-auth/token");
+    let token_before = std::fs::read(&token_file).expect("auth token on the emptyDir");
+    let sidecar_status = pod.status.clone().unwrap().init_container_statuses.unwrap()[0].clone();
+    let container_id = sidecar_status
+        .container_id
+        .clone()
+        .unwrap()
+        .trim_start_matches("containerd://")
+        .to_string();
+    node.ctr(&["tasks", "kill", "--signal", "SIGKILL", &container_id]);
+    let killed_at = Instant::now();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
+    let (mut failures, mut longest_outage, mut outage_start) = (0usize, Duration::ZERO, None);
+    let restarted = loop {
+        match seed_curl(&ip) {
+            Ok(_) => {
+                if let Some(start) = outage_start.take() {
+                    longest_outage = longest_outage.max(Instant::now() - start);
+                }
+            }
+            Err(_) => {
+                failures += 1;
+                outage_start.get_or_insert_with(Instant::now);
+            }
+        }
+        let current = pods.get(&pod_name).await.unwrap();
+        let status = current.status.unwrap().init_container_statuses.unwrap()[0].clone();
+        if status.restart_count > sidecar_status.restart_count && status.ready {
+            break killed_at.elapsed();
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(90), "credproxy not restarted: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(seed_curl(&ip).unwrap(), SEED_RESPONSE);
+    let token_after = std::fs::read(&token_file).expect("auth token after the restart");
+    assert!(token_before == token_after, "the restarted credproxy replaced the app's auth token");
+    eprintln!(
+        "credproxy killed: restarted and ready after {:.1} s; {failures} failed requests, longest outage {:.1} s",
+        restarted.as_secs_f64(),
+        longest_outage.as_secs_f64()
+    );
+    assert!(longest_outage <= restarted, "requests failed for longer than the restart");
+
+    // 5. Every chart and example workload's probes pass as the kubelet runs them: all containers ready and
+    //    never restarted by a failing liveness probe (the one deliberate kill aside).
+    for namespace in [SYSTEM_NAMESPACE, GATEWAY_NAMESPACE] {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        for pod in pods.list(&ListParams::default()).await.unwrap().items {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let status = pod.status.unwrap();
+            for c in status
+                .init_container_statuses
+                .unwrap_or_default()
+                .into_iter()
+                .chain(status.container_statuses.unwrap_or_default())
+            {
+                assert!(c.ready, "{namespace}/{name}/{} not ready: {:?}", c.name, c.state);
+                let allowed = u32::from(name == pod_name && c.name == "credproxy");
+                assert!(
+                    c.restart_count as u32 <= allowed,
+                    "{namespace}/{name}/{} restarted {} times",
+                    c.name,
+                    c.restart_count
+                );
+            }
+        }
+    }
+
+    admissions_namespace_cleanup(&client).await;
+    node.shutdown().await;
+}
+
+fn tail_text(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+const PROBE_NAMESPACE: &str = "admission-probe";
+
+async fn admissions_namespace_cleanup(client: &Client) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let _ = namespaces
+        .delete(PROBE_NAMESPACE, &kube::api::DeleteParams::default())
+        .await;
+}
+
+/// Creates pods (server-side dry run: admitted and mutated, never stored or run) one after another until
+/// stopped, counting admissions, failures, and pods the webhook did not mutate.
+struct AdmissionProbe {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, usize, usize)>,
+}
+
+impl AdmissionProbe {
+    async fn start(client: Client) -> Self {
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let _ = namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": PROBE_NAMESPACE}})).unwrap(),
+            )
+            .await;
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), PROBE_NAMESPACE);
+        let _ = accounts
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "probe", "annotations": {
+                    "eks.amazonaws.com/role-arn": format!("arn:aws:iam::{ACCOUNT}:role/probe")}}}))
+                .unwrap(),
+            )
+            .await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                let pods: Api<Pod> = Api::namespaced(client, PROBE_NAMESPACE);
+                let params = PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                };
+                let pod: Pod = serde_json::from_value(json!({
+                    "metadata": {"generateName": "probe-"},
+                    "spec": {"serviceAccountName": "probe", "automountServiceAccountToken": false,
+                             "containers": [{"name": "app", "image": "ghcr.io/podcred/gateway:0.1.0"}]}
+                }))
+                .unwrap();
+                let (mut failed, mut unmutated) = (0, 0);
+                while !stop.load(Ordering::SeqCst) {
+                    match pods.create(&params, &pod).await {
+                        Ok(created) => {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                            let mutated = created.spec.unwrap().containers[0]
+                                .env
+                                .clone()
+                                .unwrap_or_default()
+                                .iter()
+                                .any(|e| e.name == "AWS_ROLE_ARN");
+                            if !mutated {
+                                unmutated += 1;
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("admission failed: {e}");
+                            failed += 1;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                (admitted.load(Ordering::SeqCst), failed, unmutated)
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> (usize, usize, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("admission probe task")
+    }
+}
