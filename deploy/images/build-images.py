@@ -254,7 +254,7 @@ def write_archive(out_path, ref, layers, config):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--bin-dir", required=True, help="folder with the release binaries")
+    parser.add_argument("--bin-dir", default="target/release", help="folder with the release binaries")
     parser.add_argument("--out", required=True, help="output folder for <name>.tar")
     parser.add_argument("--registry", default="ghcr.io/podcred", help="image name prefix (the chart's default)")
     parser.add_argument("--tag", default="")

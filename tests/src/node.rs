@@ -347,7 +347,10 @@ fileCheckFrequency: 5s
         // PATH without /usr/sbin: no iptables, so the kubelet adds no KUBE-* chains to the host.
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
-            .arg(format!("--config={}", self.dir.join("kubelet.yaml").display()))
+            .arg(format!(
+                "--config={}",
+                self.dir.join("kubelet.yaml").display()
+            ))
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
             .arg(format!("--root-dir={r}/node/kubelet"))
             .arg(format!("--cert-dir={r}/node/kubelet/pki"))
@@ -429,13 +432,18 @@ fileCheckFrequency: 5s
         let nodes: Api<KubeNode> = Api::all(self.client().await);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let ready = nodes.get_opt(NODE_NAME).await.ok().flatten().is_some_and(|n| {
-                n.status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            });
+            let ready = nodes
+                .get_opt(NODE_NAME)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|n| {
+                    n.status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                });
             if ready {
                 return;
             }
@@ -474,15 +482,18 @@ fileCheckFrequency: 5s
         let names: Vec<String> = namespaces
             .list(&ListParams::default())
             .await
-            .map(|l| l.items.into_iter().filter_map(|n| n.metadata.name).collect())
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .filter_map(|n| n.metadata.name)
+                    .collect()
+            })
             .unwrap_or_default();
         for namespace in names
             .iter()
             .filter(|n| !n.starts_with("kube-") && *n != "default")
         {
-            let _ = namespaces
-                .delete(namespace, &DeleteParams::default())
-                .await;
+            let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
         }
         let pods: Api<Pod> = Api::all(client.clone());
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -549,8 +560,7 @@ fileCheckFrequency: 5s
             if value.is_null() {
                 continue;
             }
-            let object: DynamicObject =
-                serde_yaml::from_value(value).expect("a Kubernetes object");
+            let object: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
             create_object(&client, object).await;
         }
     }
@@ -568,11 +578,7 @@ pub async fn create_object(client: &Client, object: DynamicObject) {
     let api: Api<DynamicObject> = match capabilities.scope {
         kube::discovery::Scope::Namespaced => Api::namespaced_with(
             client.clone(),
-            object
-                .metadata
-                .namespace
-                .as_deref()
-                .unwrap_or("default"),
+            object.metadata.namespace.as_deref().unwrap_or("default"),
             &resource,
         ),
         kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
@@ -638,7 +644,8 @@ fn run(program: &str, args: &[&str]) {
 
 /// Forwards TCP connections accepted on `ip:<free port>` to `upstream` until `stop` is set; returns the port.
 fn forward_tcp(ip: Ipv4Addr, upstream: SocketAddr, stop: Arc<AtomicBool>) -> u16 {
-    let listener = TcpListener::bind((ip, 0)).expect("bind the API forwarder on the bridge address");
+    let listener =
+        TcpListener::bind((ip, 0)).expect("bind the API forwarder on the bridge address");
     let port = listener.local_addr().expect("local addr").port();
     listener
         .set_nonblocking(true)

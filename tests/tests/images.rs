@@ -41,13 +41,18 @@ fn tar_entries(data: &[u8]) -> BTreeMap<String, (u32, u64, u64, Vec<u8>)> {
             let end = raw.iter().position(|&b| b == 0).unwrap_or(len);
             String::from_utf8_lossy(&raw[..end]).trim().to_string()
         };
-        let octal = |from: usize, len: usize| u64::from_str_radix(&field(from, len), 8).unwrap_or(0);
+        let octal =
+            |from: usize, len: usize| u64::from_str_radix(&field(from, len), 8).unwrap_or(0);
         let size = octal(124, 12) as usize;
         let kind = header[156];
         let body = data[pos + 512..pos + 512 + size].to_vec();
         pos += 512 + size.div_ceil(512) * 512;
         if kind == b'L' {
-            long_name = Some(String::from_utf8_lossy(&body).trim_end_matches('\0').to_string());
+            long_name = Some(
+                String::from_utf8_lossy(&body)
+                    .trim_end_matches('\0')
+                    .to_string(),
+            );
             continue;
         }
         let prefix = field(345, 155);
@@ -126,18 +131,39 @@ fn images_hold_the_binary_its_libraries_and_ca_roots_and_no_shell() {
         let image = open_image(name);
         let config = &image.config["config"];
         assert_eq!(config["User"], "65532:65532", "{name}");
-        assert_eq!(config["Entrypoint"], serde_json::json!([format!("/{name}")]));
+        assert_eq!(
+            config["Entrypoint"],
+            serde_json::json!([format!("/{name}")])
+        );
         let files: BTreeMap<&String, &(u32, u64, u64, Vec<u8>)> =
             image.layers.iter().flat_map(|l| l.iter()).collect();
         let (mode, uid, _, binary) = files[&name.to_string()];
-        assert_eq!((mode & 0o777, *uid), (0o755, 0), "{name}: /{name} mode/owner");
+        assert_eq!(
+            (mode & 0o777, *uid),
+            (0o755, 0),
+            "{name}: /{name} mode/owner"
+        );
         let release = read(&target_dir().join("release").join(name));
-        assert!(binary == &release, "{name}: /{name} is not the release binary");
-        for absent in ["bin/sh", "bin/bash", "bin/busybox", "usr/bin/apt", "usr/bin/dpkg"] {
-            assert!(!files.contains_key(&absent.to_string()), "{name}: has {absent}");
+        assert!(
+            binary == &release,
+            "{name}: /{name} is not the release binary"
+        );
+        for absent in [
+            "bin/sh",
+            "bin/bash",
+            "bin/busybox",
+            "usr/bin/apt",
+            "usr/bin/dpkg",
+        ] {
+            assert!(
+                !files.contains_key(&absent.to_string()),
+                "{name}: has {absent}"
+            );
         }
         let bundle = &files[&"etc/ssl/certs/ca-certificates.crt".to_string()].3;
-        let certificates = String::from_utf8_lossy(bundle).matches("BEGIN CERTIFICATE").count();
+        let certificates = String::from_utf8_lossy(bundle)
+            .matches("BEGIN CERTIFICATE")
+            .count();
         assert!(certificates > 100, "{name}: {certificates} CA certificates");
         let passwd = String::from_utf8_lossy(&files[&"etc/passwd".to_string()].3).into_owned();
         assert!(passwd.contains("nonroot:x:65532:65532:"), "{passwd}");
@@ -151,10 +177,16 @@ fn images_hold_the_binary_its_libraries_and_ca_roots_and_no_shell() {
             if library.starts_with("linux-vdso") {
                 continue;
             }
-            let base = Path::new(library).file_name().unwrap().to_string_lossy().into_owned();
+            let base = Path::new(library)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let present = files.keys().any(|path| {
                 path.ends_with(&format!("/{base}"))
-                    && (path.starts_with("lib/") || path.starts_with("lib64/") || path.starts_with("usr/lib/"))
+                    && (path.starts_with("lib/")
+                        || path.starts_with("lib64/")
+                        || path.starts_with("usr/lib/"))
             });
             assert!(present, "{name}: needs {library} (ldd), not in the image");
         }
@@ -200,15 +232,25 @@ fn rebuilding_the_images_gives_bit_identical_archives() {
 #[ignore = "needs make images: run make test"]
 fn the_dockerfiles_build_the_same_layout() {
     for name in NAMES {
-        let dockerfile =
-            std::fs::read_to_string(workspace_root().join(format!("deploy/docker/{name}.Dockerfile")))
-                .unwrap();
+        let dockerfile = std::fs::read_to_string(
+            workspace_root().join(format!("deploy/docker/{name}.Dockerfile")),
+        )
+        .unwrap();
         let image = open_image(name);
         let config = &image.config["config"];
-        assert!(dockerfile.contains("FROM gcr.io/distroless/cc-debian12:nonroot"), "{name}");
-        assert!(dockerfile.contains(&format!("COPY --from=build /out/{name} /{name}\n")), "{name}");
+        assert!(
+            dockerfile.contains("FROM gcr.io/distroless/cc-debian12:nonroot"),
+            "{name}"
+        );
+        assert!(
+            dockerfile.contains(&format!("COPY --from=build /out/{name} /{name}\n")),
+            "{name}"
+        );
         assert!(dockerfile.contains("USER 65532:65532\n"), "{name}");
-        assert!(dockerfile.contains(&format!("ENTRYPOINT [\"/{name}\"]\n")), "{name}");
+        assert!(
+            dockerfile.contains(&format!("ENTRYPOINT [\"/{name}\"]\n")),
+            "{name}"
+        );
         let exposed: Vec<String> = config["ExposedPorts"]
             .as_object()
             .unwrap()
@@ -219,8 +261,10 @@ fn the_dockerfiles_build_the_same_layout() {
             .lines()
             .find(|l| l.starts_with("EXPOSE "))
             .unwrap_or_else(|| panic!("{name}: no EXPOSE"));
-        let mut in_dockerfile: Vec<String> =
-            expose_line[7..].split_whitespace().map(str::to_string).collect();
+        let mut in_dockerfile: Vec<String> = expose_line[7..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
         in_dockerfile.sort();
         let mut exposed = exposed;
         exposed.sort();

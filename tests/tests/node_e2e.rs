@@ -128,7 +128,11 @@ async fn wait_rollout(client: &Client, namespace: &str, name: &str, what: &str) 
 
 /// Phase and container states of every pod (for failure messages).
 async fn pod_summary(pods: &Api<Pod>) -> String {
-    let list = pods.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    let list = pods
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
     list.iter()
         .map(|p| {
             let status = p.status.clone().unwrap_or_default();
@@ -137,7 +141,12 @@ async fn pod_summary(pods: &Api<Pod>) -> String {
                 .unwrap_or_default()
                 .into_iter()
                 .chain(status.container_statuses.unwrap_or_default())
-                .map(|c| format!("{}: ready={} restarts={} {:?}", c.name, c.ready, c.restart_count, c.state))
+                .map(|c| {
+                    format!(
+                        "{}: ready={} restarts={} {:?}",
+                        c.name, c.ready, c.restart_count, c.state
+                    )
+                })
                 .collect();
             format!(
                 "\n  {} {:?} {:?}",
@@ -227,7 +236,10 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
     assert_eq!(webhook.status.unwrap().ready_replicas, Some(2));
     eprintln!("helm install: {:.1} s", started.elapsed().as_secs_f64());
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
-    assert!(pdbs.get_opt(RELEASE).await.unwrap().is_some(), "PDB {RELEASE} missing");
+    assert!(
+        pdbs.get_opt(RELEASE).await.unwrap().is_some(),
+        "PDB {RELEASE} missing"
+    );
     let configs: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
         Api::all(client.clone());
     let registered = configs.list(&ListParams::default()).await.unwrap().items;
@@ -252,8 +264,17 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
     let started = Instant::now();
     node.create_yaml(&gateway_manifests(&sls.endpoint(), Some(&moto.endpoint())))
         .await;
-    wait_rollout(&client, GATEWAY_NAMESPACE, "http", "gateway rollout (app's STS endpoint)").await;
-    eprintln!("seed flow pods ready: {:.1} s", started.elapsed().as_secs_f64());
+    wait_rollout(
+        &client,
+        GATEWAY_NAMESPACE,
+        "http",
+        "gateway rollout (app's STS endpoint)",
+    )
+    .await;
+    eprintln!(
+        "seed flow pods ready: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let selector = "app.kubernetes.io/name=http-gateway";
     let gateways = running_pods(&client, GATEWAY_NAMESPACE, selector).await;
     assert_eq!(gateways.len(), 2);
@@ -264,13 +285,19 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
         let sidecar = &spec.init_containers.as_ref().expect("init containers")[0];
         assert_eq!(sidecar.name, "credproxy");
         assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
-        assert_eq!(env_value(sidecar, "AWS_ENDPOINT_URL_STS"), Some(moto.endpoint()));
+        assert_eq!(
+            env_value(sidecar, "AWS_ENDPOINT_URL_STS"),
+            Some(moto.endpoint())
+        );
         assert_eq!(
             env_value(sidecar, "AWS_ROLE_ARN").as_deref(),
             Some(format!("arn:aws:iam::{ACCOUNT}:role/lambda-role").as_str())
         );
         let app = &spec.containers[0];
-        assert!(env_value(app, "AWS_ROLE_ARN").is_none(), "only the sidecar gets the role");
+        assert!(
+            env_value(app, "AWS_ROLE_ARN").is_none(),
+            "only the sidecar gets the role"
+        );
         // The sidecar became ready (startup probe) before the gateway container started.
         let status = pod.status.clone().unwrap();
         let sidecar_started = status.init_container_statuses.unwrap()[0]
@@ -285,11 +312,17 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
             .and_then(|s| s.running)
             .and_then(|r| r.started_at)
             .expect("gateway running");
-        assert!(app_started.0 >= sidecar_started.0, "{name}: gateway started before credproxy");
+        assert!(
+            app_started.0 >= sidecar_started.0,
+            "{name}: gateway started before credproxy"
+        );
 
         let ip = status.pod_ip.expect("pod IP");
         let body = seed_curl(&ip).unwrap_or_else(|e| {
-            panic!("{name}: {e}\nmoto log tail:\n{}", tail_text(&moto.log(), 20))
+            panic!(
+                "{name}: {e}\nmoto log tail:\n{}",
+                tail_text(&moto.log(), 20)
+            )
         });
         assert_eq!(body, SEED_RESPONSE);
         // The credentials came from moto's STS through credproxy: temporary (ASIA) keys.
@@ -314,14 +347,27 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
         "--timeout",
         "180s",
     ]);
-    wait_rollout(&client, SYSTEM_NAMESPACE, RELEASE, "webhook rolling restart").await;
+    wait_rollout(
+        &client,
+        SYSTEM_NAMESPACE,
+        RELEASE,
+        "webhook rolling restart",
+    )
+    .await;
     let (admitted, failed, unmutated) = admissions.stop().await;
     eprintln!(
         "webhook rolling restart ({:.1} s): {admitted} pods admitted, {failed} failed admissions, {unmutated} unmutated",
         started.elapsed().as_secs_f64()
     );
-    assert!(admitted >= 10, "too few admissions during the restart: {admitted}");
-    assert_eq!((failed, unmutated), (0, 0), "admissions failed during the webhook restart");
+    assert!(
+        admitted >= 10,
+        "too few admissions during the restart: {admitted}"
+    );
+    assert_eq!(
+        (failed, unmutated),
+        (0, 0),
+        "admissions failed during the webhook restart"
+    );
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
     let without_app_sts = gateway_manifests(&sls.endpoint(), None);
@@ -333,24 +379,40 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
     deployments
         .replace("http", &PostParams::default(), &{
             let mut d = deployment;
-            d.metadata.resource_version = deployments.get("http").await.unwrap().metadata.resource_version;
+            d.metadata.resource_version = deployments
+                .get("http")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version;
             d
         })
         .await
         .expect("replace gateway Deployment");
-    wait_rollout(&client, GATEWAY_NAMESPACE, "http", "gateway rollout (chart's sidecar.env)").await;
+    wait_rollout(
+        &client,
+        GATEWAY_NAMESPACE,
+        "http",
+        "gateway rollout (chart's sidecar.env)",
+    )
+    .await;
     for pod in running_pods(&client, GATEWAY_NAMESPACE, selector).await {
         let spec = pod.spec.clone().unwrap();
         assert!(env_value(&spec.containers[0], "AWS_ENDPOINT_URL_STS").is_none());
         let sidecar = &spec.init_containers.unwrap()[0];
-        assert_eq!(env_value(sidecar, "AWS_ENDPOINT_URL_STS"), Some(moto.endpoint()));
+        assert_eq!(
+            env_value(sidecar, "AWS_ENDPOINT_URL_STS"),
+            Some(moto.endpoint())
+        );
         let ip = pod.status.unwrap().pod_ip.unwrap();
         assert_eq!(seed_curl(&ip).unwrap(), SEED_RESPONSE);
     }
 
     // 4. The credproxy sidecar killed: the kubelet restarts it, the app's auth token stays the same, and
     //    the seed's curl keeps working.
-    let pod = running_pods(&client, GATEWAY_NAMESPACE, selector).await.remove(0);
+    let pod = running_pods(&client, GATEWAY_NAMESPACE, selector)
+        .await
+        .remove(0);
     let pod_name = pod.metadata.name.clone().unwrap();
     let uid = pod.metadata.uid.clone().unwrap();
     let ip = pod.status.clone().unwrap().pod_ip.unwrap();
@@ -388,18 +450,27 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
         if status.restart_count > sidecar_status.restart_count && status.ready {
             break killed_at.elapsed();
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(90), "credproxy not restarted: {status:?}");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(90),
+            "credproxy not restarted: {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(seed_curl(&ip).unwrap(), SEED_RESPONSE);
     let token_after = std::fs::read(&token_file).expect("auth token after the restart");
-    assert!(token_before == token_after, "the restarted credproxy replaced the app's auth token");
+    assert!(
+        token_before == token_after,
+        "the restarted credproxy replaced the app's auth token"
+    );
     eprintln!(
         "credproxy killed: restarted and ready after {:.1} s; {failures} failed requests, longest outage {:.1} s",
         restarted.as_secs_f64(),
         longest_outage.as_secs_f64()
     );
-    assert!(longest_outage <= restarted, "requests failed for longer than the restart");
+    assert!(
+        longest_outage <= restarted,
+        "requests failed for longer than the restart"
+    );
 
     // 5. Every chart and example workload's probes pass as the kubelet runs them: all containers ready and
     //    never restarted by a failing liveness probe (the one deliberate kill aside).
@@ -417,7 +488,11 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
                 .into_iter()
                 .chain(status.container_statuses.unwrap_or_default())
             {
-                assert!(c.ready, "{namespace}/{name}/{} not ready: {:?}", c.name, c.state);
+                assert!(
+                    c.ready,
+                    "{namespace}/{name}/{} not ready: {:?}",
+                    c.name, c.state
+                );
                 let allowed = u32::from(name == pod_name && c.name == "credproxy");
                 assert!(
                     c.restart_count as u32 <= allowed,

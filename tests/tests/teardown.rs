@@ -83,7 +83,12 @@ fn assert_nothing_left(run_dir: &Path, bridge: Option<&str>) {
                     .collect()
             })
             .unwrap_or_default();
-        if processes.is_empty() && mounts.is_empty() && !bridge_left && links_left.is_empty() && !run_dir.exists() {
+        if processes.is_empty()
+            && mounts.is_empty()
+            && !bridge_left
+            && links_left.is_empty()
+            && !run_dir.exists()
+        {
             return;
         }
         assert!(
@@ -133,7 +138,11 @@ async fn child_holds_a_node_until_killed() {
         return;
     }
     let node = Node::start(&[]).await;
-    println!("RUN_DIR={}\nBRIDGE={}", node.run_dir().display(), node.bridge());
+    println!(
+        "RUN_DIR={}\nBRIDGE={}",
+        node.run_dir().display(),
+        node.bridge()
+    );
     let pods: Api<Pod> = Api::namespaced(node.client().await, "default");
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "sleeper"},
