@@ -240,6 +240,36 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
         pdbs.get_opt(RELEASE).await.unwrap().is_some(),
         "PDB {RELEASE} missing"
     );
+    // The API server reaches the webhook through its Service (endpoint IPs, aggregator routing) once the
+    // endpoints are published, a moment after the pods are Ready: with failurePolicy Fail a pod is only
+    // admitted when the call succeeds. Creating workloads before that makes their ReplicaSets back off.
+    let started = Instant::now();
+    let default_pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let probe_pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "admission-check"},
+        "spec": {"containers": [{"name": "app", "image": "ghcr.io/podcred/gateway:0.1.0"}]}
+    }))
+    .unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "the first admission through the webhook's Service",
+        || async {
+            default_pods
+                .create(&dry_run, &probe_pod)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await;
+    eprintln!(
+        "webhook reachable through its Service after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let configs: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
         Api::all(client.clone());
     let registered = configs.list(&ListParams::default()).await.unwrap().items;
