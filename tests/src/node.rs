@@ -109,6 +109,13 @@ impl Node {
             cni_network: Some(network.clone()),
             remove_var_lib_kubelet: !Path::new("/var/lib/kubelet").exists(),
             keep_run_dir: std::env::var_os("PODCRED_KEEP_TMP").is_some(),
+            // Written regardless of configuration: libcni's result cache, the kubelet's log links, the
+            // shims' sockets.
+            created_host_dirs: ["/var/lib/cni", "/var/log/containers", "/run/containerd"]
+                .iter()
+                .map(PathBuf::from)
+                .filter(|dir| !dir.exists())
+                .collect(),
         });
         let dir = run_dir.join("node");
         for sub in ["logs", "cni/net.d", "kubelet", "pod-logs"] {

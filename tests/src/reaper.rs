@@ -32,6 +32,9 @@ pub struct Scope {
     pub remove_var_lib_kubelet: bool,
     /// Leave the (unmounted) run dir for inspection (`PODCRED_KEEP_TMP`).
     pub keep_run_dir: bool,
+    /// Host dirs the run's kubelet, libcni or shims create when missing (`/var/lib/cni`, …): removed at the
+    /// end if nothing but empty dirs is left in them.
+    pub created_host_dirs: Vec<PathBuf>,
 }
 
 impl Scope {
@@ -49,13 +52,17 @@ impl Scope {
         if self.keep_run_dir {
             args.push("--keep-run-dir".into());
         }
+        for dir in &self.created_host_dirs {
+            args.extend(["--created-host-dir".into(), dir.display().to_string()]);
+        }
         args
     }
 
     /// Parses the reaper's command line (the inverse of `args`).
     pub fn from_args(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
         let run_dir = args.next().ok_or(
-            "usage: podcred-reaper RUN_DIR [--bridge NAME] [--cni-network NAME] [--remove-var-lib-kubelet] [--keep-run-dir]",
+            "usage: podcred-reaper RUN_DIR [--bridge NAME] [--cni-network NAME] [--remove-var-lib-kubelet] \
+             [--keep-run-dir] [--created-host-dir DIR]...",
         )?;
         let mut scope = Scope {
             run_dir: PathBuf::from(run_dir),
@@ -69,6 +76,9 @@ impl Scope {
                 }
                 "--remove-var-lib-kubelet" => scope.remove_var_lib_kubelet = true,
                 "--keep-run-dir" => scope.keep_run_dir = true,
+                "--created-host-dir" => scope.created_host_dirs.push(PathBuf::from(
+                    args.next().ok_or("--created-host-dir needs a value")?,
+                )),
                 other => return Err(format!("unknown argument {other}")),
             }
         }
@@ -207,6 +217,9 @@ pub fn teardown(scope: &Scope) -> Vec<String> {
     if scope.remove_var_lib_kubelet {
         let _ = std::fs::remove_dir_all("/var/lib/kubelet");
     }
+    for dir in &scope.created_host_dirs {
+        remove_empty_tree(dir);
+    }
     // 5. The run dir itself.
     if !scope.keep_run_dir && run_dir.exists() && mounts_under(&run_text).is_empty() {
         let _ = std::fs::remove_dir_all(run_dir);
@@ -280,6 +293,14 @@ pub fn mounts_under(dir: &str) -> Vec<String> {
         .collect();
     mounts.sort();
     mounts
+}
+
+/// Removes `dir` if it holds nothing but (nested) empty directories.
+fn remove_empty_tree(dir: &Path) {
+    for sub in subdirs(dir) {
+        remove_empty_tree(&sub);
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {

@@ -83,10 +83,20 @@ fn assert_nothing_left(run_dir: &Path, bridge: Option<&str>) {
                     .collect()
             })
             .unwrap_or_default();
+        // Host dirs a node run creates when missing are gone again (or were there before, and are empty).
+        let host_dirs_left: Vec<&str> = [
+            "/var/lib/cni/results",
+            "/var/log/containers",
+            "/run/containerd/s",
+        ]
+        .into_iter()
+        .filter(|d| std::fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some()))
+        .collect();
         if processes.is_empty()
             && mounts.is_empty()
             && !bridge_left
             && links_left.is_empty()
+            && host_dirs_left.is_empty()
             && !run_dir.exists()
         {
             return;
@@ -94,7 +104,7 @@ fn assert_nothing_left(run_dir: &Path, bridge: Option<&str>) {
         assert!(
             Instant::now() < deadline,
             "left behind after SIGKILL: processes {processes:?}, mounts {mounts:?}, bridge {bridge_left}, \
-             log links {links_left:?}, run dir exists {}",
+             log links {links_left:?}, non-empty host dirs {host_dirs_left:?}, run dir exists {}",
             run_dir.exists()
         );
         std::thread::sleep(Duration::from_millis(100));
