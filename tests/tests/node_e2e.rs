@@ -502,6 +502,93 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
         "requests failed for longer than the restart"
     );
 
+    // 6. The sidecar's startup probe gates the app container: while STS does not answer the gateway
+    //    container is not started; once an STS answers (moto started late on the pod's STS port), it is.
+    let late_port = integration::free_port();
+    let late_sts = format!("http://{host}:{late_port}");
+    let manifests = gateway_manifests(&sls.endpoint(), Some(&late_sts));
+    let template: Deployment = serde_yaml::from_str(
+        manifests
+            .split("---\n")
+            .find(|d| d.contains("kind: Deployment"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut gated: Pod = Pod {
+        metadata: template.spec.clone().unwrap().template.metadata.unwrap(),
+        spec: template.spec.unwrap().template.spec,
+        status: None,
+    };
+    gated.metadata.name = Some("gated".into());
+    // Not the Deployment's labels: its ReplicaSet would adopt (and delete) the pod.
+    gated.metadata.labels = Some([("app".to_string(), "gated".to_string())].into());
+    pods.create(&PostParams::default(), &gated)
+        .await
+        .expect("create pod gated");
+    let gate_started = Instant::now();
+    let mut sidecar_running_since: Option<Instant> = None;
+    loop {
+        let pod = pods.get("gated").await.unwrap();
+        let status = pod.status.clone().unwrap_or_default();
+        let sidecar_running = status
+            .init_container_statuses
+            .unwrap_or_default()
+            .first()
+            .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+        let app_running = status
+            .container_statuses
+            .unwrap_or_default()
+            .first()
+            .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+        assert!(
+            !app_running,
+            "the gateway started while its sidecar had no credentials"
+        );
+        if sidecar_running {
+            let since = *sidecar_running_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(5) {
+                break;
+            }
+        }
+        assert!(
+            gate_started.elapsed() < Duration::from_secs(90),
+            "credproxy of pod gated never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let late_moto = Moto::start(MotoOptions {
+        wrapped: true,
+        verify_web_identity: true,
+        port: Some(late_port),
+        host: Some(host),
+    });
+    late_moto.create_role("lambda-role", Some(&allow_invoke));
+    let sts_up = Instant::now();
+    let ip = wait_for(
+        Duration::from_secs(90),
+        "pod gated Ready once STS answers",
+        || async {
+            let pod = pods.get("gated").await.map_err(|e| e.to_string())?;
+            let status = pod.status.unwrap_or_default();
+            let ready = status
+                .conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            match (ready, status.pod_ip) {
+                (true, Some(ip)) => Ok(ip),
+                _ => Err("not ready".to_string()),
+            }
+        },
+    )
+    .await;
+    assert_eq!(seed_curl(&ip).unwrap(), SEED_RESPONSE);
+    eprintln!(
+        "startup gate: gateway held back {:.1} s without STS, started {:.1} s after STS came up",
+        sts_up.duration_since(gate_started).as_secs_f64(),
+        sts_up.elapsed().as_secs_f64()
+    );
+
     // 5. Every chart and example workload's probes pass as the kubelet runs them: all containers ready and
     //    never restarted by a failing liveness probe (the one deliberate kill aside).
     for namespace in [SYSTEM_NAMESPACE, GATEWAY_NAMESPACE] {
