@@ -298,7 +298,7 @@ def main():
                 "Entrypoint": [f"/{name}"],
                 "Env": [PATH_ENV, f"SSL_CERT_FILE=/{CA_BUNDLE}"],
                 "WorkingDir": "/",
-                "ExposedPorts": {f"{p}/tcp": {} for p in PORTS[name]},
+                "ExposedPorts": {f"{p}/tcp": {} for p in PORTS.get(name, [])},
                 "Labels": {"org.opencontainers.image.title": f"podcred {name}",
                            "org.opencontainers.image.version": args.tag},
             },

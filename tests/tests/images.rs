@@ -13,6 +13,9 @@ use serde_json::Value;
 
 const NAMES: [&str; 3] = ["webhook", "credproxy", "gateway"];
 
+/// A tar stream's entries: path → (mode, uid, gid, content or link target).
+type TarEntries = BTreeMap<String, (u32, u64, u64, Vec<u8>)>;
+
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -30,7 +33,7 @@ fn archive(name: &str) -> PathBuf {
 }
 
 /// The entries of a tar stream: path → (mode, uid, gid, content or link target).
-fn tar_entries(data: &[u8]) -> BTreeMap<String, (u32, u64, u64, Vec<u8>)> {
+fn tar_entries(data: &[u8]) -> TarEntries {
     let mut entries = BTreeMap::new();
     let mut pos = 0;
     let mut long_name: Option<String> = None;
@@ -86,7 +89,7 @@ fn read(path: &Path) -> Vec<u8> {
 
 struct Image {
     config: Value,
-    layers: Vec<BTreeMap<String, (u32, u64, u64, Vec<u8>)>>,
+    layers: Vec<TarEntries>,
     unpacked_bytes: usize,
 }
 

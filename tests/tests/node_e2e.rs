@@ -33,6 +33,82 @@ const SYSTEM_NAMESPACE: &str = "podcred-system";
 const GATEWAY_NAMESPACE: &str = "podcred-gateway";
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// `podcred-whoami` (tests/src/bin) as an image on the same base, stripped: `ghcr.io/podcred/podcred-whoami`.
+fn whoami_image(dir: &std::path::Path) -> PathBuf {
+    let binary = dir.join("podcred-whoami");
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(&binary)
+        .arg(integration::workspace_bin("podcred-whoami"))
+        .status()
+        .expect("run strip");
+    assert!(status.success());
+    let status = Command::new("python3")
+        .arg(workspace_root().join("deploy/images/build-images.py"))
+        .arg("--bin-dir")
+        .arg(dir)
+        .arg("--out")
+        .arg(dir)
+        .args(["--tag", env!("CARGO_PKG_VERSION"), "podcred-whoami"])
+        .arg("--debs")
+        .arg(integration::cache_dir().join("debs"))
+        .status()
+        .expect("run build-images.py");
+    assert!(status.success());
+    dir.join("podcred-whoami.tar")
+}
+
+/// Runs `podcred-whoami` in a pod of namespace `sdk` as ServiceAccount `sdk` (IRSA, or with the credproxy
+/// sidecar when `sidecar`), STS at `sts`; returns the pod (after it succeeded) and the ARN it printed.
+async fn run_whoami(client: &Client, name: &str, sidecar: bool, sts: &str) -> (Pod, String) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "sdk");
+    let annotations = if sidecar {
+        json!({"podcred.dev/inject": "true"})
+    } else {
+        json!({})
+    };
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "serviceAccountName": "sdk",
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "app",
+                "image": format!("ghcr.io/podcred/podcred-whoami:{}", env!("CARGO_PKG_VERSION")),
+                "imagePullPolicy": "Never",
+                "env": [{"name": "AWS_ENDPOINT_URL_STS", "value": sts}, {"name": "AWS_REGION", "value": "us-east-1"}],
+                "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                    "capabilities": {"drop": ["ALL"]}}
+            }]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create whoami pod");
+    let finished = wait_for(
+        Duration::from_secs(120),
+        &format!("pod {name} to finish"),
+        || async {
+            let pod = pods.get(name).await.map_err(|e| e.to_string())?;
+            match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+                Some("Succeeded") | Some("Failed") => Ok(pod),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let log = container_log(client, "sdk", name, "app").await;
+    assert_eq!(
+        finished.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded"),
+        "{name}: {log}"
+    );
+    (finished, log.trim().to_string())
+}
+
 fn image_archives() -> Vec<PathBuf> {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -195,7 +271,10 @@ async fn container_log(client: &Client, namespace: &str, pod: &str, container: &
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs peers: run make test"]
 async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
-    let node = Node::start(&image_archives()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut images = image_archives();
+    images.push(whoami_image(scratch.path()));
+    let node = Node::start(&images).await;
     let client = node.client().await;
     let host = node.host_ip();
 
@@ -588,6 +667,36 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
         sts_up.duration_since(gate_started).as_secs_f64(),
         sts_up.elapsed().as_secs_f64()
     );
+
+    // 7. A real SDK in a real pod: aws-config's default chain, `sts get-caller-identity` against the moto
+    //    wrapper (SigV4 checked), under plain IRSA (the SDK exchanges the projected token itself) and with the
+    //    credproxy sidecar (the SDK reads the container-credentials endpoint).
+    node.create_yaml(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: sdk}}\n---\napiVersion: v1\nkind: ServiceAccount\n\
+         metadata:\n  name: sdk\n  namespace: sdk\n  annotations:\n    eks.amazonaws.com/role-arn: \
+         arn:aws:iam::{ACCOUNT}:role/sdk-role\n"
+    ))
+    .await;
+    moto.create_role("sdk-role", None);
+    let expected_arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/sdk-role/");
+    let (irsa_pod, irsa_arn) = run_whoami(&client, "whoami-irsa", false, &moto.endpoint()).await;
+    let app = &irsa_pod.spec.as_ref().unwrap().containers[0];
+    assert!(
+        env_value(app, "AWS_ROLE_ARN").is_some(),
+        "IRSA pod not mutated"
+    );
+    assert!(irsa_arn.starts_with(&expected_arn), "IRSA: {irsa_arn}");
+    let (sidecar_pod, sidecar_arn) =
+        run_whoami(&client, "whoami-sidecar", true, &moto.endpoint()).await;
+    let spec = sidecar_pod.spec.as_ref().unwrap();
+    assert!(env_value(&spec.containers[0], "AWS_ROLE_ARN").is_none());
+    assert!(env_value(&spec.containers[0], "AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some());
+    assert_eq!(spec.init_containers.as_ref().unwrap()[0].name, "credproxy");
+    assert!(
+        sidecar_arn.starts_with(&expected_arn),
+        "sidecar: {sidecar_arn}"
+    );
+    eprintln!("SDK app: IRSA -> {irsa_arn}; sidecar -> {sidecar_arn}");
 
     // 5. Every chart and example workload's probes pass as the kubelet runs them: all containers ready and
     //    never restarted by a failing liveness probe (the one deliberate kill aside).
