@@ -109,6 +109,37 @@ async fn run_whoami(client: &Client, name: &str, sidecar: bool, sts: &str) -> (P
     (finished, log.trim().to_string())
 }
 
+/// Upstream's webhook binary (tests/peers/install-upstream-webhook.sh) as `/webhook` on the same base:
+/// `ghcr.io/podcred-upstream/webhook:v0.6.17`.
+fn upstream_webhook_image(dir: &std::path::Path) -> PathBuf {
+    let bin_dir = dir.join("upstream");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(
+        integration::kube::WebhookImpl::Upstream.binary(),
+        bin_dir.join("webhook"),
+    )
+    .expect("copy the upstream webhook binary");
+    let status = Command::new("python3")
+        .arg(workspace_root().join("deploy/images/build-images.py"))
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--out")
+        .arg(&bin_dir)
+        .args([
+            "--registry",
+            "ghcr.io/podcred-upstream",
+            "--tag",
+            "v0.6.17",
+            "webhook",
+        ])
+        .arg("--debs")
+        .arg(integration::cache_dir().join("debs"))
+        .status()
+        .expect("run build-images.py");
+    assert!(status.success());
+    bin_dir.join("webhook.tar")
+}
+
 fn image_archives() -> Vec<PathBuf> {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -232,6 +263,56 @@ async fn pod_summary(pods: &Api<Pod>) -> String {
             )
         })
         .collect()
+}
+
+/// Waits until the webhook's Service routes only to pods of its current ReplicaSet: after a settings change
+/// the old pods keep admitting (with the old settings) while they drain (preStop), so pods that depend on the
+/// new settings are created after this.
+async fn wait_old_webhook_pods_gone(client: &Client) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> =
+        Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    let started = Instant::now();
+    wait_for(
+        ROLLOUT_TIMEOUT,
+        "old webhook pods gone from the Service",
+        || async {
+            let list = pods
+                .list(
+                    &ListParams::default().labels(&format!("app.kubernetes.io/instance={RELEASE}")),
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .items;
+            if list.len() != 2 || list.iter().any(|p| p.metadata.deletion_timestamp.is_some()) {
+                return Err(format!("{} webhook pods, some terminating", list.len()));
+            }
+            let mut pod_ips: Vec<String> = list
+                .iter()
+                .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+                .collect();
+            let routed = endpoints.get(RELEASE).await.map_err(|e| e.to_string())?;
+            let mut routed_ips: Vec<String> = routed
+                .subsets
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|s| s.addresses.unwrap_or_default())
+                .map(|a| a.ip)
+                .collect();
+            pod_ips.sort();
+            routed_ips.sort();
+            if pod_ips == routed_ips {
+                Ok(())
+            } else {
+                Err(format!("pods {pod_ips:?}, endpoints {routed_ips:?}"))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "old webhook pods drained: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 async fn running_pods(client: &Client, namespace: &str, selector: &str) -> Vec<Pod> {
@@ -463,6 +544,7 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
         "webhook rolling restart",
     )
     .await;
+    wait_old_webhook_pods_gone(&client).await;
     let (admitted, failed, unmutated) = admissions.stop().await;
     eprintln!(
         "webhook rolling restart ({:.1} s): {admitted} pods admitted, {failed} failed admissions, {unmutated} unmutated",
@@ -697,6 +779,67 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
         "sidecar: {sidecar_arn}"
     );
     eprintln!("SDK app: IRSA -> {irsa_arn}; sidecar -> {sidecar_arn}");
+
+    // 8. The drop-in claim: the same chart with upstream's webhook image (v0.6.17 from the Go module proxy, on
+    //    the same base, binary at /webhook as in upstream's image) gives the IRSA pod the same AWS env and
+    //    the same identity. Upstream has no /readyz, no --log-format, no sidecar and answers v1beta1 only.
+    let upstream = upstream_webhook_image(scratch.path());
+    node.import_image(&upstream);
+    node.helm(&[
+        "upgrade",
+        RELEASE,
+        &chart.display().to_string(),
+        "--namespace",
+        SYSTEM_NAMESPACE,
+        "--reuse-values",
+        "--set",
+        "image.registry=ghcr.io",
+        "--set",
+        "image.repository=podcred-upstream/webhook",
+        "--set",
+        "image.tag=v0.6.17",
+        "--set",
+        "sidecar.enabled=false",
+        "--set",
+        "config.logFormat=",
+        "--set",
+        "readinessProbe.httpGet.path=/healthz",
+        "--set",
+        "mutatingWebhook.admissionReviewVersions={v1beta1}",
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+    wait_rollout(
+        &client,
+        SYSTEM_NAMESPACE,
+        RELEASE,
+        "upstream webhook rollout",
+    )
+    .await;
+    wait_old_webhook_pods_gone(&client).await;
+    let (upstream_pod, upstream_arn) =
+        run_whoami(&client, "whoami-irsa-upstream", false, &moto.endpoint()).await;
+    assert!(
+        upstream_arn.starts_with(&expected_arn),
+        "upstream IRSA: {upstream_arn}"
+    );
+    let aws_env = |pod: &Pod| -> Vec<(String, Option<String>)> {
+        pod.spec.as_ref().unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.name.starts_with("AWS_"))
+            .map(|e| (e.name, e.value))
+            .collect()
+    };
+    assert_eq!(
+        aws_env(&upstream_pod),
+        aws_env(&irsa_pod),
+        "upstream vs podcred IRSA env"
+    );
+    eprintln!("upstream webhook image with the chart: IRSA -> {upstream_arn}");
 
     // 5. Every chart and example workload's probes pass as the kubelet runs them: all containers ready and
     //    never restarted by a failing liveness probe (the one deliberate kill aside).
