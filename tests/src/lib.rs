@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 pub mod gateway;
 pub mod kube;
 pub mod moto;
+pub mod node;
+pub mod reaper;
 pub mod serverless;
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`).

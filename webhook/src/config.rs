@@ -450,6 +450,7 @@ fn sidecar_config(flags: &ServerFlags, problems: &mut Vec<String>) -> Option<Sid
             flags.sidecar_run_as_user
         ));
     }
+    let env = sidecar_env(&flags.sidecar_env, problems);
     if flags.sidecar_image.is_empty() {
         return None;
     }
@@ -464,7 +465,36 @@ fn sidecar_config(flags: &ServerFlags, problems: &mut Vec<String>) -> Option<Sid
         cpu_limit,
         memory_limit,
         run_as_user: flags.sidecar_run_as_user,
+        env,
     })
+}
+
+/// `--sidecar-env NAME=VALUE` (repeatable): extra env of the credproxy sidecar, e.g. the cluster's STS
+/// endpoint (`AWS_ENDPOINT_URL_STS`). A later entry for the same name replaces an earlier one.
+fn sidecar_env(entries: &[String], problems: &mut Vec<String>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for entry in entries {
+        let Some((name, value)) = entry.split_once('=') else {
+            problems.push(format!("--sidecar-env={entry:?}: expected NAME=VALUE"));
+            continue;
+        };
+        let valid_name = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            problems.push(format!(
+                "--sidecar-env={entry:?}: {name:?} is not an environment variable name"
+            ));
+        } else if crate::sidecar::RESERVED_ENV.contains(&name) {
+            problems.push(format!(
+                "--sidecar-env={entry:?}: {name} is set by the webhook (the sidecar contract) and cannot be overridden"
+            ));
+        } else {
+            env.retain(|(n, _)| n != name);
+            env.push((name.to_string(), value.to_string()));
+        }
+    }
+    env
 }
 
 /// Kubernetes resource quantity grammar: `<signedNumber><suffix>`, suffix binary (Ki…Ei), decimal SI
@@ -781,6 +811,11 @@ struct ServerFlags {
     /// podcred: UID the sidecar runs as (non-root)
     #[arg(long = "sidecar-run-as-user", default_value = "65532", value_parser = go_int)]
     sidecar_run_as_user: i64,
+    /// podcred: extra sidecar env NAME=VALUE, repeatable (e.g. AWS_ENDPOINT_URL_STS for a VPC, FIPS or
+    /// local STS endpoint); the pod's own AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL and
+    /// AWS_STS_REGIONAL_ENDPOINTS are carried over and win
+    #[arg(long = "sidecar-env", value_name = "NAME=VALUE")]
+    sidecar_env: Vec<String>,
 }
 
 #[cfg(test)]
