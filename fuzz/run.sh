@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 CACHE="${PODCRED_CACHE:-$PWD/.cache}"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}"
 CARGO_FUZZ_VERSION=0.13.2
-ALL_TARGETS="webhook_admission webhook_mutate webhook_inject go_parsers credproxy_config credproxy_sts"
+ALL_TARGETS="webhook_admission webhook_mutate webhook_inject go_parsers credproxy_config credproxy_sts gateway_config gateway_event gateway_response"
 TARGETS="${FUZZ_TARGETS:-$ALL_TARGETS}"
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then

@@ -96,3 +96,29 @@ write("credproxy_sts", b"\x02" + err.format(code="ExpiredTokenException", messag
 write("credproxy_sts", b"\x03" + err.format(code="AccessDenied", message="Not authorized").encode())
 write("credproxy_sts", b"\x04" + err.format(code="InternalFailure", message="oops").encode())
 write("credproxy_sts", b"\x02" + err.format(code="InvalidIdentityToken", message="bad token eyJhbGciOiJSUzI1NiJ9.fuzz-web-identity-token.sig").encode())
+
+# gateway_config: the seed's manifests and every broken-config fixture.
+for f in [ROOT / "gateway/tests/fixtures/seed.yaml", *sorted((ROOT / "gateway/tests/fixtures/config").glob("*.yaml"))]:
+    write("gateway_config", f.read_text())
+
+# gateway_event: mode byte + request head + blank line + body.
+for mode in range(4):
+    write("gateway_event", bytes([mode]) + b'/echo?a=1&a=2&b\ncontent-type: application/json\nhost: gw.example:8080\ncookie: a=1; b=2\n\n{"key1":"value1", "key2":"value2"}')
+    write("gateway_event", bytes([mode]) + b"/bin\ncontent-type: application/octet-stream\n\n\x00\x01\xff")
+    write("gateway_event", bytes([mode]) + b"/\n\n")
+
+# gateway_response: selector byte + function output (Lambda status index = selector // 8 % 12, mode = % 4).
+outputs = [
+    b'{"statusCode":200,"body":"Response from AWS Lambda"}',
+    b'{"statusCode":201,"headers":{"content-type":"text/plain","content-length":"1","transfer-encoding":"chunked"},"multiValueHeaders":{"x-multi":["a","b"]},"cookies":["a=1"],"body":"hi","isBase64Encoded":false}',
+    b'{"status_code":204,"headers":{"x-bad header":"v","x-injected":"a\r\nset-cookie: x=1"},"body":"no"}',
+    b'{"statusCode":1000,"body":"x"}',
+    b'{"statusCode":200,"body":"aGVsbG8=","isBase64Encoded":true}',
+    b'{"errorMessage":"boom","errorType":"Error","stackTrace":["at x"]}',
+    b'{"message":"Rate Exceeded.","Reason":"ReservedFunctionConcurrentInvocationLimitExceeded"}',
+    b"not json",
+    b"",
+]
+for selector in [0, 1, 2, 3, 5, 130, 3 * 8 + 1, 9 * 8 + 2, 6 * 8 + 3]:
+    for out in outputs:
+        write("gateway_response", bytes([selector]) + out)

@@ -1,4 +1,4 @@
-//! Fuzz targets for the webhook and credproxy, as plain functions: `fuzz_targets/*.rs` hand them
+//! Fuzz targets for the webhook, credproxy and gateway, as plain functions: `fuzz_targets/*.rs` hand them
 //! libFuzzer's input (`make fuzz`, nightly), and `tests/replay.rs` runs every committed corpus and regression
 //! input through them under `cargo test` (stable). Each function panics when an invariant breaks.
 //!
@@ -11,9 +11,14 @@
 //! | [`credproxy_config`] | `--config` YAML | accepted, or refused with at least one non-empty problem line |
 //! | [`credproxy_sts`] | status selector byte + STS response body | credentials render to the container-credentials JSON, or a classified failure whose message never carries the web-identity token |
 //!
-//! Gateway targets are the gateway owners' to add (see `Cargo.toml`).
+//! | [`gateway_config`] | YAML | a configuration, or one-line problems; the same text compiles the same way twice; every Backend has an ARN and an Invoke URI |
+//! | [`gateway_event`] | request-mode byte + `path?query`, header lines, blank line, body | envelope events are JSON objects; a raw event is the body itself (or `{}`), refused only when the body is not JSON |
+//! | [`gateway_response`] | mode/invocation/status byte + the function's output | a final status (200–599), valid header names and values, no hop-by-hop or framing header from the function, no body on 204/304, gateway errors as JSON |
 
 #![forbid(unsafe_code)]
+
+mod gateway;
+pub use gateway::{gateway_config, gateway_event, gateway_response};
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};

@@ -6,13 +6,16 @@ use std::path::{Path, PathBuf};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 9] = [
     ("webhook_admission", fuzz::webhook_admission),
     ("webhook_mutate", fuzz::webhook_mutate),
     ("webhook_inject", fuzz::webhook_inject),
     ("go_parsers", fuzz::go_parsers),
     ("credproxy_config", fuzz::credproxy_config),
     ("credproxy_sts", fuzz::credproxy_sts),
+    ("gateway_config", fuzz::gateway_config),
+    ("gateway_event", fuzz::gateway_event),
+    ("gateway_response", fuzz::gateway_response),
 ];
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
@@ -95,4 +98,19 @@ fn credproxy_config_corpus() {
 #[test]
 fn credproxy_sts_corpus() {
     replay("credproxy_sts", fuzz::credproxy_sts);
+}
+
+#[test]
+fn gateway_config_corpus() {
+    replay("gateway_config", fuzz::gateway_config);
+}
+
+#[test]
+fn gateway_event_corpus() {
+    replay("gateway_event", fuzz::gateway_event);
+}
+
+#[test]
+fn gateway_response_corpus() {
+    replay("gateway_response", fuzz::gateway_response);
 }

@@ -266,13 +266,31 @@ async fn cached_credentials_outlive_the_endpoint_and_expired_ones_never_reach_la
         .text()
         .await
         .unwrap();
+    // Whole series: the state gauge of this source is 2 (expired), and failed fetches of it were counted.
+    let series = |name: &str| -> Vec<(String, String)> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(labels, value)| (labels.to_string(), value.to_string()))
+            .collect()
+    };
+    let states = series("gateway_credentials_state");
+    assert_eq!(states.len(), 1, "one credential source: {metrics}");
     assert!(
-        metrics.contains("gateway_credentials_state{source=\"container credentials endpoint"),
+        states[0].0.starts_with(
+            r#"gateway_credentials_state{source="container credentials endpoint http://"#
+        ),
         "{metrics}"
     );
-    assert!(metrics.contains("} 2"), "state 2 = expired: {metrics}");
+    assert_eq!(states[0].1, "2", "state 2 = expired: {metrics}");
+    let failed: Vec<_> = series("gateway_credential_fetches_total")
+        .into_iter()
+        .filter(|(labels, _)| labels.ends_with(r#",result="error"}"#))
+        .collect();
+    assert_eq!(failed.len(), 1, "failed fetches are counted: {metrics}");
     assert!(
-        metrics.contains(r#"result="error""#),
+        failed[0].1.parse::<u64>().is_ok_and(|n| n >= 1),
         "failed fetches are counted: {metrics}"
     );
 }
