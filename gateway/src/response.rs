@@ -1,6 +1,6 @@
 //! From Lambda's Invoke response (or a failure to get one) to the client's HTTP response. Pure.
 //!
-//! Error mapping (reference/lambda-gateway.md §5.7 and §9), every gateway-made error is JSON
+//! Error mapping (Lambda Invoke errors: https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html), every gateway-made error is JSON
 //! `{"error": "<Code>", "message": "..."}`:
 //!
 //! | Lambda / gateway outcome                                  | client                                  |

@@ -7,7 +7,7 @@ Run it like `moto_server`:
 Set-up sequence for tests: POST /moto-api/reset-auth (Content-Type: text/plain, body `inf`) → create
 IAM roles/policies/functions → reset-auth body `0` → every later request is authenticated.
 
-It patches five moto 5.2.5 problems (reference/test-peers.md §1b), which is why moto is pinned:
+It patches five moto 5.2.5 problems (listed below), which is why moto is pinned:
  1. AssumeRoleWithWebIdentity / AssumeRoleWithSAML skip signature checks (SDKs send them unsigned;
     plain moto answers HTTP 500 KeyError 'HTTP_AUTHORIZATION').
  2. Lambda Invoke is authorised as IAM action lambda:InvokeFunction (moto checks lambda:Invoke).

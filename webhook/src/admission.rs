@@ -1,4 +1,4 @@
-//! The AdmissionReview envelope around [`crate::mutate`] (reference/upstream-webhook.md §6.2).
+//! The AdmissionReview envelope around [`crate::mutate`] (upstream's `pkg/handler/handler.go` `ServeHTTP`, https://github.com/aws/amazon-eks-pod-identity-webhook).
 //!
 //! Contract: [`Admission::handle`] never panics and always returns a well-formed reply:
 //! - wrong `Content-Type` → HTTP 415 with upstream's plain-text body (`application/json` with parameters such

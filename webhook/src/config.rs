@@ -7,7 +7,7 @@
 //! - On failure it returns [`Rejected`]: `exit_code` 2 for a command-line syntax error (unknown flag,
 //!   malformed number/bool/duration — like upstream's pflag), 64 (EX_USAGE) for values that parse but are
 //!   not acceptable; `messages` holds one line per problem. Nothing is bound or read before this succeeds.
-//! - Every upstream flag keeps its name, type and default (`reference/upstream-webhook.md` §2), Go-style:
+//! - Every upstream flag keeps its name, type and default (upstream's `main.go`, https://github.com/aws/amazon-eks-pod-identity-webhook, v0.6.17), Go-style:
 //!   `--flag value` and `--flag=value`; booleans are `--flag`, `--flag=true|false|1|0|t|f…` (Go
 //!   `strconv.ParseBool`); durations are Go durations (`100ms`, `1m0s`); integers follow Go's base-0 rules.
 //!   The klog flags are accepted and mapped onto tracing ([`LogConfig`]).

@@ -1,6 +1,6 @@
 //! The pure mutation core: pod JSON + resolved identity → upstream's JSON Patch.
 //!
-//! Contract (reference/upstream-webhook.md §4):
+//! Contract (upstream's `pkg/handler/handler.go`, https://github.com/aws/amazon-eks-pod-identity-webhook, v0.6.17):
 //! - The pod is raw `serde_json::Value`: every field we do not touch survives byte-for-byte in meaning
 //!   (upstream re-serialises containers through its Go types and drops unknown fields).
 //! - [`mutate`] returns the ops in upstream's order and paths: label (CC mode), volume (`/spec/volumes` when
