@@ -197,11 +197,20 @@ async fn the_seeds_objects_applied_to_the_cluster_are_served_and_edits_follow() 
     create(&admin, json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "theirs", "namespace": "other-team"},
         "spec": {"gatewayClassName": "other", "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]}})).await;
+    // Servable as it stands (static keys, a working endpoint): only its class keeps it out.
+    create(
+        &admin,
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "their-keys", "namespace": "other-team"},
+        "stringData": {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}}),
+    )
+    .await;
     create(
         &admin,
         json!({"apiVersion": "gateway.kgateway.dev/v1alpha1", "kind": "Backend",
         "metadata": {"name": "theirs", "namespace": "other-team"},
         "spec": {"type": "AWS", "aws": {"region": "us-east-1", "accountId": "123456789012",
+                 "auth": {"type": "Secret", "secretRef": {"name": "their-keys"}},
                  "lambda": {"functionName": "echo", "endpointURL": sls.endpoint()}}}}),
     )
     .await;
@@ -229,8 +238,11 @@ async fn the_seeds_objects_applied_to_the_cluster_are_served_and_edits_follow() 
         "log:\n{}",
         gateway.log()
     );
-    let (status, _) = post(gateway.addr, "/theirs");
-    assert_eq!(status, 404, "another class's route must not be served");
+    let (status, body) = post(gateway.addr, "/theirs");
+    assert_eq!(
+        status, 404,
+        "another class's route must not be served: {body}"
+    );
 
     // Edit the route's path: the new path is served within a few seconds, the old one 404s.
     let routes: Api<DynamicObject> = api_for(
@@ -245,7 +257,7 @@ async fn the_seeds_objects_applied_to_the_cluster_are_served_and_edits_follow() 
         .patch("lambda", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("patch the HTTPRoute");
-    let took = wait_for_status(&gateway, "/echo2", 200, Duration::from_secs(5));
+    let took = wait_for_status(&gateway, "/echo2", 200, Duration::from_secs(2));
     eprintln!("the edited path was served {took:?} after the patch");
     assert_eq!(post(gateway.addr, "/echo2").1, SEED_RESPONSE);
     assert_eq!(post(gateway.addr, "/echo").0, 404, "the old path is gone");
@@ -261,7 +273,7 @@ async fn the_seeds_objects_applied_to_the_cluster_are_served_and_edits_follow() 
         .delete("lambda", &DeleteParams::default())
         .await
         .expect("delete the Backend");
-    let expected = "cluster configuration rejected (the last good one keeps serving): HTTPRoute kgateway-system/lambda: spec.rules[0].backendRefs[0].name: Backend kgateway-system/lambda not found";
+    let expected = "cluster configuration rejected (the last good one keeps serving): HTTPRoute kgateway-system/lambda: spec.rules[0].backendRefs[0].name: Backend kgateway-system/lambda not found in the cluster";
     let deadline = Instant::now() + Duration::from_secs(5);
     while !gateway.log().contains(expected) {
         assert!(

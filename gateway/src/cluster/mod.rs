@@ -207,7 +207,31 @@ pub fn compile_snapshot(
             problems: selection.problems.clone(),
         })
     };
+    let result = match result {
+        Ok(mut config) => {
+            config.warnings = config
+                .warnings
+                .iter()
+                .map(|w| in_cluster_words(w))
+                .collect();
+            Ok(config)
+        }
+        Err(error) => Err(ConfigError {
+            problems: error.problems.iter().map(|p| in_cluster_words(p)).collect(),
+        }),
+    };
     (selection, result)
+}
+
+/// The compiler's problem lines say where objects were looked for in file terms; in cluster mode they were
+/// looked for in the cluster. (A stop-gap: the proper fix is a source name in `LoadOptions`.)
+fn in_cluster_words(line: &str) -> String {
+    line.replace(" not found in the config files", " not found in the cluster")
+        .replace(
+            "not in the config files (add the Secret manifest, or mount it and pass --secrets-dir)",
+            "not in the cluster (create it in the Backend's namespace, or mount it and pass --secrets-dir)",
+        )
+        .replace("neither in the config files nor under", "neither in the cluster nor under")
 }
 
 /// Logs a rejected configuration, one line per problem.

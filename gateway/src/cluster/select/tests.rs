@@ -169,7 +169,7 @@ fn another_controller_name_or_gateway_flag_changes_what_is_served() {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("Backend ns/theirs") && p.contains("Secret ns/gone not found")),
+            .any(|p| p.contains("Backend ns/theirs") && p.contains("Secret ns/gone not found: not in the cluster (create it in the Backend's namespace")),
         "{problems:?}"
     );
 
@@ -205,7 +205,7 @@ fn a_deleted_backend_rejects_the_configuration_naming_the_route_and_the_backend(
         problems
             .iter()
             .any(|p| p.starts_with("HTTPRoute ns/lambda: ")
-                && p.contains("Backend ns/lambda not found")),
+                && p.ends_with("Backend ns/lambda not found in the cluster")),
         "{problems:?}"
     );
 }
