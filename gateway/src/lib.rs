@@ -39,12 +39,13 @@ use std::time::Duration;
 #[command(
     name = "gateway",
     version,
-    about = "HTTP gateway to AWS Lambda, configured by kgateway Backend + Gateway API HTTPRoute manifests"
+    about = "HTTP gateway to AWS Lambda, configured by kgateway Backend + Gateway API HTTPRoute manifests",
+    group(clap::ArgGroup::new("source").required(true).args(["config", "from_cluster"]))
 )]
 pub struct Args {
     /// YAML files holding Gateway, HTTPRoute, Backend (and Secret) objects; several documents per file allowed.
     /// Either --config or --from-cluster, not both.
-    #[arg(long = "config", short = 'c', required_unless_present = "from_cluster", conflicts_with = "from_cluster", num_args = 1..)]
+    #[arg(long = "config", short = 'c', num_args = 1..)]
     pub config: Vec<PathBuf>,
     /// Read the objects from the Kubernetes API server instead of files (watched; changes are applied
     /// atomically). Either --config or --from-cluster, not both.
@@ -257,7 +258,7 @@ async fn first_cluster_config(
 > {
     let client = cluster::client(args.kubeconfig.as_deref())
         .await
-        .map_err(RunError::Io)?;
+        .map_err(RunError::Usage)?;
     let watch = cluster::ClusterWatch::start(&client);
     watch.wait_synced().await;
     let scope = cluster::Scope {
