@@ -447,21 +447,41 @@ pub enum Mode {
 
 /// Validates everything; `Err` holds one line per problem.
 pub fn resolve(o: &Options, mode: Mode) -> Result<Settings, Vec<String>> {
-    let mut problems = Vec::new();
-    let file = match &o.config {
+    let text = match &o.config {
         None => None,
         Some(path) => match std::fs::read_to_string(path) {
             Err(e) => {
-                problems.push(format!("--config {}: cannot read: {e}", path.display()));
+                return Err(vec![format!(
+                    "--config {}: cannot read: {e}",
+                    path.display()
+                )])
+            }
+            Ok(text) => Some(text),
+        },
+    };
+    resolve_with_file(o, mode, text.as_deref())
+}
+
+/// [`resolve`] with the `--config` file's content already read (`None`: no file). Pure apart from the
+/// process environment the options were parsed with.
+pub fn resolve_with_file(
+    o: &Options,
+    mode: Mode,
+    text: Option<&str>,
+) -> Result<Settings, Vec<String>> {
+    let mut problems = Vec::new();
+    let name = o
+        .config
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |p| p.display().to_string());
+    let file = match text {
+        None => None,
+        Some(text) => match serde_yaml::from_str::<FileConfig>(text) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                problems.push(format!("--config {name}: {e}"));
                 return Err(problems);
             }
-            Ok(text) => match serde_yaml::from_str::<FileConfig>(&text) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    problems.push(format!("--config {}: {e}", path.display()));
-                    return Err(problems);
-                }
-            },
         },
     };
 

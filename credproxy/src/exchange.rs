@@ -167,6 +167,24 @@ impl StsExchanger {
     /// Builds the STS client directly from its own config (no `aws-config` loader: nothing is read
     /// from profiles or IMDS, and far less code is paged in, which keeps the idle footprint small).
     pub async fn new(endpoint: &StsEndpoint, request: AssumeRequest) -> Self {
+        Self::build(endpoint, request, None)
+    }
+
+    /// Like [`StsExchanger::new`], sending every request through `http_client` (fuzzing and wire tests
+    /// answer STS in process).
+    pub fn with_http_client(
+        endpoint: &StsEndpoint,
+        request: AssumeRequest,
+        http_client: aws_sdk_sts::config::SharedHttpClient,
+    ) -> Self {
+        Self::build(endpoint, request, Some(http_client))
+    }
+
+    fn build(
+        endpoint: &StsEndpoint,
+        request: AssumeRequest,
+        http_client: Option<aws_sdk_sts::config::SharedHttpClient>,
+    ) -> Self {
         use aws_sdk_sts::config::retry::RetryConfig;
         use aws_sdk_sts::config::timeout::TimeoutConfig;
         let timeouts = TimeoutConfig::builder()
@@ -181,6 +199,9 @@ impl StsExchanger {
             .timeout_config(timeouts);
         if let Some(url) = &endpoint.url {
             config = config.endpoint_url(url);
+        }
+        if let Some(http_client) = http_client {
+            config = config.http_client(http_client);
         }
         Self {
             client: aws_sdk_sts::Client::from_conf(config.build()),
@@ -270,7 +291,13 @@ fn classify_sdk_error(err: &StsError, role_arn: &str) -> Failure {
         ),
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
-            let code = err.code().unwrap_or("Unknown").to_string();
+            // An error body without a usable <Code> (empty or missing) is "Unknown", never an empty code
+            // (it is the `Code` clients get and a metric label; found by fuzz/regressions/credproxy_sts).
+            let code = err
+                .code()
+                .filter(|code| !code.trim().is_empty())
+                .unwrap_or("Unknown")
+                .to_string();
             let kind = classify_sts_code(&code, status);
             let detail = err.message().unwrap_or("no message");
             Failure::new(

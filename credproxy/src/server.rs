@@ -6,8 +6,11 @@
 //!   token (constant time). The `Host` header, when present, must name an allowed host (DNS
 //!   rebinding guard). Also `/healthz` and `/readyz`.
 //! - Metrics listener: `/metrics`, `/healthz`, `/readyz`; no credentials.
+//! - Each listener serves at most [`MAX_CONNECTIONS`] connections at once; further ones wait in the
+//!   kernel's accept queue. Request headers must arrive within [`HEADER_READ_TIMEOUT`].
 //! - Success: 200 with the pre-rendered JSON. Errors: JSON `{"Code","Message"}` — 401 bad or
-//!   missing token, 403 host not allowed, 404 unknown path or role, 405 wrong method, 503 not ready
+//!   missing token **or unknown role** (the same reply, so role names cannot be probed without a token),
+//!   403 host not allowed, 404 unknown path, 405 wrong method, 503 not ready
 //!   (or the token file is unusable), 502 STS failed, 504 STS timed out — never with a secret.
 
 use std::convert::Infallible;
@@ -31,6 +34,12 @@ use crate::metrics::RoleLabels;
 use crate::role::{Lookup, RoleHandle};
 
 const CREDENTIALS_PATH: &str = "/v1/credentials";
+/// Connections served at once per listener. An SDK keeps one or two, but clients keep idle connections
+/// alive and each holds a slot, so the cap leaves room for bursts of 1,000+ concurrent requests
+/// (`tests/tests/credproxy_e2e.rs`; 512 starved that test) while bounding file descriptors and memory.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Time a client has to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
@@ -174,24 +183,24 @@ impl App {
                 self.roles.iter().find(|r| r.handle.settings.name == name)
             }
         };
-        let Some(role) = role else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "RoleNotFound",
-                "no such role on this endpoint",
-            );
+        let header = req.headers().get(http::header::AUTHORIZATION);
+        let authorized = match role {
+            Some(role) => header.is_some_and(|v| role.token.matches(v.as_bytes())),
+            None => {
+                // Same work and the same reply as a wrong token: an unknown role is not revealed.
+                if let (Some(any), Some(v)) = (self.roles.first(), header) {
+                    let _ = any.token.matches(v.as_bytes());
+                }
+                false
+            }
         };
-        let authorized = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .is_some_and(|v| role.token.matches(v.as_bytes()));
-        if !authorized {
+        let Some(role) = role.filter(|_| authorized) else {
             return error(
                 StatusCode::UNAUTHORIZED,
                 "Unauthorized",
-                "missing or wrong Authorization header (send the content of the auth token file)",
+                "missing or wrong Authorization header for this role (send the content of the auth token file)",
             );
-        }
+        };
         match role.handle.lookup_or_wait(self.cold_start_wait).await {
             Lookup::Ready(body) => respond(StatusCode::OK, body),
             Lookup::Failed(f) => error(
@@ -275,9 +284,23 @@ pub async fn bind_all(addrs: &[SocketAddr], what: &str) -> Result<Vec<TcpListene
     Ok(out)
 }
 
-/// Accept loop for one listener (runs until the runtime stops).
+/// Accept loop for one listener (runs until the runtime stops), at most [`MAX_CONNECTIONS`] at once.
 pub async fn serve(listener: TcpListener, app: Arc<App>, kind: ListenerKind) {
+    serve_with_limit(listener, app, kind, MAX_CONNECTIONS).await;
+}
+
+/// [`serve`] with an explicit connection cap.
+pub async fn serve_with_limit(
+    listener: TcpListener,
+    app: Arc<App>,
+    kind: ListenerKind,
+    max_connections: usize,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
@@ -293,9 +316,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, kind: ListenerKind) {
             let svc = service_fn(move |req| handle(app.clone(), kind, req));
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
+            drop(slot);
         });
     }
 }

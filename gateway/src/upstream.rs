@@ -124,7 +124,9 @@ impl HttpUpstream {
             .oneshot(uri.clone())
             .await
             .map_err(|e| UpstreamError::Unreachable(error_chain(e.as_ref())))?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(stream)
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
+            .handshake(stream)
             .await
             .map_err(|e| UpstreamError::Unreachable(error_chain(&e)))?;
         Ok(Link {

@@ -52,6 +52,9 @@ impl Upstream for EchoLambda {
             if body.as_ref() == br#"{"panic":true}"# {
                 panic!("scripted panic for the guard test");
             }
+            if body.as_ref() == br#"{"slow":true}"# {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+            }
             Ok(LambdaReply {
                 status: 200,
                 body: Bytes::from_static(br#"{"ok":true}"#),
@@ -108,6 +111,13 @@ impl TestServer {
             admin,
             stop: Some(stop_tx),
             thread: Some(thread),
+        }
+    }
+
+    /// Asks the server to stop (as SIGTERM does) without waiting for it.
+    fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
     }
 
@@ -381,4 +391,42 @@ fn connections_beyond_the_cap_wait_until_a_slot_frees() {
     let n = waiting.read(&mut buf).unwrap();
     served.store(true, Ordering::Relaxed);
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn on_stop_requests_in_flight_finish_idle_connections_close_and_new_ones_are_refused() {
+    let mut server = TestServer::start(ClientLimits {
+        idle_timeout: Duration::from_secs(30),
+        ..limits()
+    });
+    let addr = server.addr;
+    // An idle keep-alive connection (one request served).
+    let mut idle = connect(addr);
+    idle.write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\n{}")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(idle.read(&mut buf).unwrap() > 0);
+    // A request in flight (Lambda takes 800 ms).
+    let mut busy = connect(addr);
+    busy.write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 13\r\n\r\n{\"slow\":true}")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    server.begin_stop();
+
+    let (rest, _) = read_to_close(&mut idle);
+    assert!(
+        rest.is_empty(),
+        "the idle connection is closed without an answer: {rest}"
+    );
+    let (answer, _) = read_to_close(&mut busy);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the request in flight finishes: {answer}"
+    );
+    assert!(answer.contains("connection: close"), "{answer}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the listener is closed once the server stopped"
+    );
 }

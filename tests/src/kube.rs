@@ -7,7 +7,10 @@
 //! - Each [`ControlPlane`] owns a temp dir with fresh certificates (one CA for serving, client and webhook
 //!   certificates), a fresh service-account signing key (so TokenRequest works), and its own etcd data.
 //! - Everything binds 127.0.0.1 and is killed on drop; the API server can be restarted on the same port while
-//!   etcd keeps the data (for "restarted mid-watch" tests).
+//!   etcd keeps the data (for "restarted mid-watch" tests). A [`Reaper`] keyed on the temp dir also kills
+//!   them (and whatever else mentions the dir, e.g. webhook processes) when the test process dies without
+//!   dropping the plane (SIGKILL).
+//! - [`ControlPlaneOptions`] add API server flags and certificate addresses (the real node in `node.rs`).
 //! - There is no kubelet, scheduler or controller-manager: pods stay Pending (their stored spec is what the
 //!   tests check) and no `default` ServiceAccount is created for new namespaces — tests create their own.
 
@@ -27,6 +30,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 
+use crate::reaper::{Reaper, Scope};
 use crate::{cache_dir, free_port, isolated_command, require_peer, ChildGuard};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -50,9 +54,19 @@ pub struct TlsFiles {
     pub ca_pem: String,
 }
 
+/// Additions to the default control plane.
+#[derive(Clone, Debug, Default)]
+pub struct ControlPlaneOptions {
+    /// Appended to the API server's flags (list flags such as `--authorization-mode` accumulate).
+    pub extra_apiserver_args: Vec<String>,
+    /// More IP addresses in the API server's certificate (e.g. a node bridge address pods connect to).
+    pub extra_ips: Vec<IpAddr>,
+}
+
 /// etcd + kube-apiserver for one test.
 pub struct ControlPlane {
     dir: tempfile::TempDir,
+    options: ControlPlaneOptions,
     ca: certs::CertificateAuthority,
     etcd: ChildGuard,
     etcd_url: String,
@@ -60,6 +74,8 @@ pub struct ControlPlane {
     api_port: u16,
     admin_kubeconfig: PathBuf,
     apiserver_starts: u32,
+    /// Last field: dropped after the processes are stopped, it then removes the temp dir.
+    _reaper: Reaper,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -75,6 +91,11 @@ impl std::fmt::Debug for ControlPlane {
 impl ControlPlane {
     /// Starts etcd and kube-apiserver and waits until the API server reports ready.
     pub async fn start() -> Self {
+        Self::start_with(ControlPlaneOptions::default()).await
+    }
+
+    /// Like [`ControlPlane::start`], with additions.
+    pub async fn start_with(options: ControlPlaneOptions) -> Self {
         install_crypto_provider();
         let etcd_bin = peer_bin("etcd", "install-kube.sh");
         peer_bin("kube-apiserver", "install-kube.sh");
@@ -82,13 +103,20 @@ impl ControlPlane {
             .prefix("podcred-kube-")
             .tempdir()
             .expect("create temp dir");
+        let reaper = Reaper::watch(&Scope {
+            run_dir: dir.path().to_path_buf(),
+            keep_run_dir: std::env::var_os("PODCRED_KEEP_TMP").is_some(),
+            ..Scope::default()
+        });
         let ca = certs::generate_ca("podcred-test-ca").expect("generate CA");
         write(dir.path().join("ca.crt"), ca.cert_pem());
 
+        let mut ips = vec![LOCALHOST, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))];
+        ips.extend(options.extra_ips.iter().copied());
         let serving = certs::issue_serving_cert(
             &ca,
             &["localhost", "kubernetes", "kubernetes.default.svc"],
-            &[LOCALHOST, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
+            &ips,
         )
         .expect("issue API server certificate");
         write(dir.path().join("apiserver.crt"), &serving.cert_pem);
@@ -135,6 +163,7 @@ impl ControlPlane {
 
         let mut plane = Self {
             dir,
+            options,
             ca,
             etcd,
             etcd_url,
@@ -142,6 +171,7 @@ impl ControlPlane {
             api_port,
             admin_kubeconfig,
             apiserver_starts: 0,
+            _reaper: reaper,
         };
         wait_for_etcd(&mut plane).await;
         plane.start_apiserver().await;
@@ -156,6 +186,11 @@ impl ControlPlane {
     /// A kubeconfig for a `system:masters` user (bypasses RBAC).
     pub fn admin_kubeconfig(&self) -> &Path {
         &self.admin_kubeconfig
+    }
+
+    /// The API server's port on 127.0.0.1.
+    pub fn api_port(&self) -> u16 {
+        self.api_port
     }
 
     /// The per-run temp dir (logs, certificates, kubeconfigs).
@@ -237,6 +272,10 @@ impl ControlPlane {
             "--profiling=false".into(),
             "--v=1".into(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(self.options.extra_apiserver_args.iter().cloned())
+            .collect();
         let mut cmd = isolated_command(bin);
         cmd.args(&args)
             .stdout(log_file(d, &log))
@@ -363,12 +402,12 @@ fn kubeconfig_yaml(server: &str, ca_pem: &str, client: &certs::IssuedCertificate
     yaml
 }
 
-fn write(path: impl AsRef<Path>, contents: &str) {
+pub(crate) fn write(path: impl AsRef<Path>, contents: &str) {
     let path = path.as_ref();
     std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-fn log_file(dir: &Path, name: &str) -> std::fs::File {
+pub(crate) fn log_file(dir: &Path, name: &str) -> std::fs::File {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -413,6 +452,8 @@ pub struct WebhookProcess {
     pub port: u16,
     pub metrics_port: u16,
     pub tls: TlsFiles,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
     args: Vec<String>,
     log: PathBuf,
     process: Option<ChildGuard>,
@@ -428,11 +469,55 @@ impl WebhookProcess {
         Self::start_with_kubeconfig(plane, plane.admin_kubeconfig(), which, name, extra_args).await
     }
 
+    /// Like [`WebhookProcess::start`], running `binary` with `env` added to its environment (a stand-in
+    /// for `which`, e.g. the differential test's deliberately broken `forgetful_webhook`).
+    pub async fn start_binary(
+        plane: &ControlPlane,
+        which: WebhookImpl,
+        binary: PathBuf,
+        env: &[(&str, &str)],
+        name: &str,
+        extra_args: &[&str],
+    ) -> Self {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::launch(
+            plane,
+            plane.admin_kubeconfig(),
+            which,
+            (binary, env),
+            name,
+            extra_args,
+        )
+        .await
+    }
+
     /// Like [`WebhookProcess::start`], authenticating with `kubeconfig` (e.g. an RBAC-scoped user).
     pub async fn start_with_kubeconfig(
         plane: &ControlPlane,
         kubeconfig: &Path,
         which: WebhookImpl,
+        name: &str,
+        extra_args: &[&str],
+    ) -> Self {
+        Self::launch(
+            plane,
+            kubeconfig,
+            which,
+            (which.binary(), Vec::new()),
+            name,
+            extra_args,
+        )
+        .await
+    }
+
+    async fn launch(
+        plane: &ControlPlane,
+        kubeconfig: &Path,
+        which: WebhookImpl,
+        (binary, env): (PathBuf, Vec<(String, String)>),
         name: &str,
         extra_args: &[&str],
     ) -> Self {
@@ -454,6 +539,8 @@ impl WebhookProcess {
             port,
             metrics_port,
             tls,
+            binary,
+            env,
             args,
             log: plane.dir().join(format!("{name}.log")),
             process: None,
@@ -463,8 +550,9 @@ impl WebhookProcess {
     }
 
     async fn spawn(&mut self) {
-        let mut cmd = isolated_command(self.which.binary());
+        let mut cmd = isolated_command(&self.binary);
         cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file(self.log.parent().unwrap(), "webhooks-stdout.log"))
             .stderr(

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 pub mod gateway;
 pub mod kube;
 pub mod moto;
+pub mod node;
+pub mod reaper;
 pub mod serverless;
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
@@ -48,6 +50,8 @@ pub fn require_peer(path: impl AsRef<Path>, installer: &str) -> PathBuf {
 }
 
 /// Path of one of the workspace's binaries, built by `cargo build --workspace --bins` (`make test` does it).
+/// Panics if it is missing, or older than a source file it is built from (an edit since the last build):
+/// an end-to-end test must never pass or fail on a stale binary.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -58,7 +62,94 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         "binary {} not built: run `cargo build --workspace --bins` (make test does)",
         path.display()
     );
+    let stale = match dep_info_sources(&path) {
+        Some(sources) => newer_file(&path, &sources),
+        None => newer_source(&path, &binary_sources(name)),
+    };
+    if let Some(source) = stale {
+        panic!(
+            "binary {} is older than {} (edited since the last build): run `cargo build --workspace --bins` \
+             (make test does)",
+            path.display(),
+            source.display()
+        );
+    }
     path
+}
+
+/// The source files cargo recorded for `binary` in its dep-info file (`<binary>.d`, written next to it):
+/// exactly what a rebuild would look at (test-only modules are not in it).
+fn dep_info_sources(binary: &Path) -> Option<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(binary.with_extension("d")).ok()?;
+    let (_, deps) = text.lines().next()?.split_once(": ")?;
+    // Spaces inside paths are escaped as `\ `.
+    let deps = deps.replace("\\ ", "\u{0}");
+    Some(
+        deps.split_whitespace()
+            .map(|dep| PathBuf::from(dep.replace('\u{0}', " ")))
+            .collect(),
+    )
+}
+
+/// The first of `files` modified after `binary` was written.
+pub fn newer_file(binary: &Path, files: &[PathBuf]) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    files
+        .iter()
+        .find(|file| {
+            std::fs::metadata(file)
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified > built)
+        })
+        .cloned()
+}
+
+/// The source folders of a workspace binary (used when cargo's dep-info file is missing): `src/` of its crate (the workspace member named like the binary,
+/// else the `tests` crate) and of every workspace crate that crate depends on.
+fn binary_sources(name: &str) -> Vec<PathBuf> {
+    let root = workspace_root();
+    let krate = if root.join(name).join("Cargo.toml").exists() {
+        root.join(name)
+    } else {
+        root.join("tests")
+    };
+    let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap_or_default();
+    let mut dirs = vec![krate.join("src")];
+    for member in ["certs", "webhook", "credproxy", "gateway"] {
+        let depends = manifest.lines().any(|line| {
+            let line = line.trim_start();
+            line.starts_with(&format!("{member}.workspace"))
+                || line.starts_with(&format!("{member} = {{"))
+        });
+        if depends {
+            dirs.push(root.join(member).join("src"));
+        }
+    }
+    dirs
+}
+
+/// The first `.rs` file under `dirs` modified after `binary` was written, if any (cargo rebuilds on the same
+/// condition, so after a `cargo build` this is `None`).
+pub fn newer_source(binary: &Path, dirs: &[PathBuf]) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && meta.modified().is_ok_and(|modified| modified > built)
+            {
+                return Some(path);
+            }
+        }
+    }
+    None
 }
 
 /// Environment that keeps every AWS client away from real accounts and IMDS.
@@ -193,5 +284,88 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_edited_after_the_build_makes_the_binary_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("nested")).unwrap();
+        std::fs::write(src.join("nested/lib.rs"), "// old").unwrap();
+        std::fs::write(src.join("notes.md"), "not a source").unwrap();
+        let binary = dir.path().join("bin");
+        std::fs::write(&binary, "").unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let built = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000);
+        let edited = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(3_000_000);
+        let touch = |path: &Path, when| {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap()
+        };
+        touch(&src.join("nested/lib.rs"), old);
+        touch(&src.join("notes.md"), edited);
+        touch(&binary, built);
+        assert_eq!(
+            newer_source(&binary, std::slice::from_ref(&src)),
+            None,
+            "fresh"
+        );
+        touch(&src.join("nested/lib.rs"), edited);
+        assert_eq!(
+            newer_source(&binary, std::slice::from_ref(&src)),
+            Some(src.join("nested/lib.rs")),
+            "stale"
+        );
+    }
+
+    #[test]
+    fn dep_info_lists_the_sources_cargo_built_the_binary_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("webhook");
+        std::fs::write(
+            dir.path().join("webhook.d"),
+            "/x/target/debug/webhook: /x/webhook/src/lib.rs /x/my\\ dir/main.rs\n\n/x/webhook/src/lib.rs:\n",
+        )
+        .unwrap();
+        assert_eq!(
+            dep_info_sources(&binary),
+            Some(vec![
+                PathBuf::from("/x/webhook/src/lib.rs"),
+                PathBuf::from("/x/my dir/main.rs")
+            ])
+        );
+        // The real one: the webhook binary depends on its library and certs, not on test-only modules.
+        let real = workspace_root().join("target/debug/webhook");
+        if let Some(sources) = dep_info_sources(&real) {
+            assert!(sources.iter().any(|s| s.ends_with("webhook/src/mutate.rs")));
+            assert!(!sources
+                .iter()
+                .any(|s| s.ends_with("webhook/src/go/tests.rs")));
+        }
+    }
+
+    #[test]
+    fn binaries_are_checked_against_their_crate_and_its_workspace_dependencies() {
+        let root = workspace_root();
+        let webhook = binary_sources("webhook");
+        assert!(webhook.contains(&root.join("webhook/src")), "{webhook:?}");
+        assert!(webhook.contains(&root.join("certs/src")), "{webhook:?}");
+        assert_eq!(
+            binary_sources("credproxy"),
+            vec![root.join("credproxy/src")]
+        );
+        assert_eq!(
+            binary_sources("forgetful_webhook")[0],
+            root.join("tests/src")
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! web identity, Lambda auth errors in restJson1 — see the wrapper's docstring).
 //!
 //! Contract:
-//! - [`Moto::start`] picks a free 127.0.0.1 port, starts the server, waits until `GET /moto-api/`
+//! - [`Moto::start`] picks a free port on 127.0.0.1 (or [`MotoOptions::host`]), starts the server, waits until `GET /moto-api/`
 //!   answers, and stops it when dropped (or on [`Moto::stop`]).
 //! - Wrapped servers start with auth **on** (`INITIAL_NO_AUTH_ACTION_COUNT=0`). Use
 //!   [`Moto::with_auth_off`] (reset-auth `inf` … `0`) around set-up calls such as
@@ -14,7 +14,7 @@
 //! - [`unsigned_jwt`] builds a JWT-shaped web identity token (header.claims.signature) for the
 //!   wrapper's optional web-identity checks (`verify_web_identity`).
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,6 +36,8 @@ pub struct MotoOptions {
     pub verify_web_identity: bool,
     /// Fixed port (e.g. to restart on the same one); a free port otherwise.
     pub port: Option<u16>,
+    /// Listen address instead of 127.0.0.1 (e.g. a test node's bridge address, for pods).
+    pub host: Option<Ipv4Addr>,
 }
 
 /// A running moto server on 127.0.0.1.
@@ -123,6 +125,7 @@ impl Moto {
             wrapped: true,
             verify_web_identity,
             port: None,
+            host: None,
         })
     }
 
@@ -144,7 +147,8 @@ impl Moto {
         } else {
             isolated_command(venv.join("bin/moto_server"))
         };
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let host = options.host.unwrap_or(Ipv4Addr::LOCALHOST);
+        cmd.args(["-H", &host.to_string(), "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file);
@@ -154,7 +158,7 @@ impl Moto {
             "moto"
         };
         let mut guard = ChildGuard::spawn(name, &mut cmd);
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let addr: SocketAddr = (host, port).into();
         wait_for_port(addr, Duration::from_secs(20), name);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -177,12 +181,12 @@ impl Moto {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
+        (self.options.host.unwrap_or(Ipv4Addr::LOCALHOST), self.port).into()
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// `http://<host>:<port>` (127.0.0.1 unless [`MotoOptions::host`] is set)
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.addr())
     }
 
     /// The server's combined stdout/stderr so far (for assertion messages).

@@ -4,14 +4,14 @@
 //! `fail` (throws), `slow` (sleeps).
 //!
 //! Contract:
-//! - [`ServerlessOffline::start`] picks free 127.0.0.1 ports, starts `serverless offline start`, and returns
+//! - [`ServerlessOffline::start`] picks free 127.0.0.1 ports (`start_on`: another address), starts `serverless offline start`, and returns
 //!   once the Lambda Invoke API answers. It serves `POST /2015-03-31/functions/<name>/invocations` on
 //!   [`ServerlessOffline::endpoint`]; it does not check SigV4 (use the moto wrapper for that).
 //! - The process is stopped when the value is dropped, and also by a watchdog when the test process exits
 //!   (so a `static` shared instance never outlives the test binary).
 //! - Never invoke `fail` asynchronously: serverless-offline 13 crashes on an Event invoke that throws.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ pub fn serverless_bin() -> PathBuf {
 pub struct ServerlessOffline {
     pub lambda_port: u16,
     pub http_port: u16,
+    pub host: Ipv4Addr,
     guard: Option<ChildGuard>,
     log: PathBuf,
 }
@@ -52,6 +53,11 @@ pub fn serverless_env() -> Vec<(&'static str, &'static str)> {
 
 impl ServerlessOffline {
     pub fn start() -> Self {
+        Self::start_on(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Like [`ServerlessOffline::start`], listening on `host` (e.g. a test node's bridge address, for pods).
+    pub fn start_on(host: Ipv4Addr) -> Self {
         let bin = serverless_bin();
         let (lambda_port, http_port) = (free_port(), free_port());
         let log = std::env::temp_dir().join(format!(
@@ -61,7 +67,7 @@ impl ServerlessOffline {
         let log_file = std::fs::File::create(&log).expect("serverless log file");
         // A shell owns node: it kills node on SIGTERM and when the test process (its parent's pid) is gone.
         let script = format!(
-            "node {bin} offline start --host 127.0.0.1 --httpPort {http_port} --lambdaPort {lambda_port} --noPrependStageInUrl & \
+            "node {bin} offline start --host {host} --httpPort {http_port} --lambdaPort {lambda_port} --noPrependStageInUrl & \
              child=$!; trap 'kill $child 2>/dev/null; wait $child; exit 0' TERM INT; \
              while kill -0 {owner} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done; kill $child 2>/dev/null; wait $child",
             bin = bin.display(),
@@ -78,7 +84,7 @@ impl ServerlessOffline {
         cmd.stdout(log_file.try_clone().expect("log"))
             .stderr(log_file);
         let mut guard = ChildGuard::spawn("serverless-offline", &mut cmd);
-        let addr: SocketAddr = ([127, 0, 0, 1], lambda_port).into();
+        let addr: SocketAddr = (host, lambda_port).into();
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             if let Ok(Some(status)) = guard.child_mut().try_wait() {
@@ -98,14 +104,15 @@ impl ServerlessOffline {
         ServerlessOffline {
             lambda_port,
             http_port,
+            host,
             guard: Some(guard),
             log,
         }
     }
 
-    /// `http://127.0.0.1:<lambda port>`: the Invoke API endpoint (a Backend's `endpointURL`).
+    /// `http://<host>:<lambda port>`: the Invoke API endpoint (a Backend's `endpointURL`).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.lambda_port)
+        format!("http://{}:{}", self.host, self.lambda_port)
     }
 
     pub fn log(&self) -> String {

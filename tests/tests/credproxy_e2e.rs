@@ -207,10 +207,10 @@ fn auth_token_host_guard_and_routing() {
     );
     assert_eq!(localhost.status, 200);
 
-    assert_eq!(
-        proxy.get_authorized("/v1/credentials/nope").json()["Code"],
-        "RoleNotFound"
-    );
+    // An unknown role is indistinguishable from a wrong token (role names cannot be probed).
+    let unknown = proxy.get_authorized("/v1/credentials/nope");
+    assert_eq!(unknown.status, 401);
+    assert_eq!(unknown.body, wrong.body);
     assert_eq!(proxy.get_authorized("/v1/credentialsX").status, 404);
     assert_eq!(
         get(addr, "/metrics", &[]).status,
@@ -242,8 +242,16 @@ fn sts_down_keeps_serving_cached_credentials_until_expiry_then_502() {
     let fetched_at = Instant::now();
     moto.stop();
 
-    // Cached credentials keep being served although every refresh fails.
-    std::thread::sleep(Duration::from_secs(5));
+    // Cached credentials keep being served although refreshes fail: wait for a failed refresh first.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while proxy.metric_sum("credproxy_refresh_failures_total", &[]) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no failed refresh: {}",
+            proxy.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let during = proxy.credentials();
     assert_eq!(during.status, 200, "{}", proxy.logs());
     assert_eq!(access_key(&during), access_key(&first));
@@ -365,8 +373,15 @@ fn sts_rejecting_the_role_is_logged_once_and_recovers_when_fixed() {
     assert_eq!(v["Code"], "AccessDenied");
     assert!(v["Message"].as_str().unwrap().contains(&role), "{v}");
     // Several retries (backoff capped at 1 s), one log line.
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(proxy.metric_sum("credproxy_sts_requests_total", &["code=\"AccessDenied\""]) >= 3.0);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while proxy.metric_sum("credproxy_sts_requests_total", &["code=\"AccessDenied\""]) < 3.0 {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 attempts: {}",
+            proxy.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let logs = proxy.logs();
     assert_eq!(logs.matches("configuration error").count(), 1, "{logs}");
 
@@ -556,9 +571,11 @@ async fn one_sts_call_per_refresh_under_1000_concurrent_requests() {
     }
     let during = burst(&proxy.url(), &token, 1000).await;
     assert!(during.iter().all(|(s, _)| *s == 200));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let after = proxy.credentials();
-    assert_ne!(access_key(&after), first_key, "the refresh completed");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while access_key(&proxy.credentials()) == first_key {
+        assert!(Instant::now() < deadline, "the refresh never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         proxy.metric_sum("credproxy_sts_requests_total", &[]),
         2.0,
@@ -581,14 +598,21 @@ fn sigterm_keeps_serving_through_the_drain_period() {
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(Duration::from_millis(300));
+    // Draining has begun once readiness says so; credentials are still served meanwhile.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let ready = loop {
+        let ready = get(proxy.metrics_addr(), "/readyz", &[]);
+        if ready.status == 503 {
+            break ready;
+        }
+        assert!(Instant::now() < deadline, "never not-ready: {ready:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(
         proxy.credentials().status,
         200,
         "still serving while draining"
     );
-    let ready = get(proxy.metrics_addr(), "/readyz", &[]);
-    assert_eq!(ready.status, 503);
     assert_eq!(ready.json()["Code"], "Draining");
     let status = proxy.guard.child_mut().wait().unwrap();
     assert!(status.success(), "{status}");
@@ -752,10 +776,10 @@ fn standalone_config_serves_named_roles_with_their_own_tokens() {
     let prod = get_with_auth(proxy.addr(), "/v1/credentials/prod", "prod-only-token");
     assert_eq!(prod.status, 200);
     assert_eq!(prod.json()["AccountId"], "210987654321");
-    // Two roles and no default_role: the bare path names no role.
+    // Two roles and no default_role: the bare path names no role (answered like an unknown role).
     assert_eq!(
         get_with_auth(proxy.addr(), "/v1/credentials", &shared).status,
-        404
+        401
     );
 }
 

@@ -18,14 +18,15 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::go::{go_bool, go_duration, go_int, go_int32, go_uint, GoDuration};
 use crate::mutate::{ContainerCredentialsSettings, MutateConfig};
 use crate::sidecar::{SidecarConfig, SidecarMode};
 
 /// What `webhook inject` prints for `--version` and what `--version` prints for the server.
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
 
-/// Upstream's minimum token expiration (`--token-expiration` and annotations are clamped to it).
-pub const MIN_TOKEN_EXPIRATION: i64 = 600;
+// `--token-expiration` and annotations are clamped to upstream's minimum token expiration.
+pub use crate::mutate::MIN_TOKEN_EXPIRATION;
 
 /// Default `--max-request-bytes`: the API server caps request bodies at 3 MiB, and an AdmissionReview may
 /// carry the object twice (object + oldObject) plus the envelope.
@@ -151,13 +152,67 @@ pub struct InjectConfig {
     pub inputs: Vec<InputSource>,
 }
 
+/// Flags (clap ids) that do nothing offline: serving, TLS, API access, logging. `webhook inject` accepts and
+/// ignores them, and hides them from its `--help`.
+const SERVER_ONLY_FLAGS: [&str; 31] = [
+    "port",
+    "metrics_port",
+    "kubeconfig",
+    "kube_api",
+    "tls_key",
+    "tls_cert",
+    "tls_cipher_suites",
+    "tls_min_version",
+    "in_cluster",
+    "service_name",
+    "tls_secret",
+    "compose_role_arn",
+    "enable_debugging_handlers",
+    "service_account_lookup_grace_period",
+    "resync_period",
+    "v",
+    "vmodule",
+    "logtostderr",
+    "alsologtostderr",
+    "stderrthreshold",
+    "add_dir_header",
+    "log_backtrace_at",
+    "log_dir",
+    "log_file",
+    "log_file_max_size",
+    "one_output",
+    "skip_headers",
+    "skip_log_headers",
+    "legacy_stderr_threshold_behavior",
+    "log_format",
+    "max_request_bytes",
+];
+
 /// Parse and validate a full argv (program name first).
 pub fn parse<I, T>(args: I) -> Result<Command, Rejected>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    use clap::{CommandFactory, FromArgMatches};
+    // `webhook inject` accepts the server's flags (same command lines work), but its help lists only the
+    // ones that change the mutation.
+    let command = Cli::command().mut_subcommand("inject", |inject| {
+        SERVER_ONLY_FLAGS
+            .iter()
+            .fold(inject, |inject, id| {
+                inject.mut_arg(*id, |arg| arg.hide(true))
+            })
+            .mut_arg("namespace", |arg| {
+                arg.help(
+                    "Namespace of the pod-identity-webhook ConfigMap read with --watch-config-map",
+                )
+            })
+    });
+    let parsed = command
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             return match err.kind() {
@@ -395,6 +450,7 @@ fn sidecar_config(flags: &ServerFlags, problems: &mut Vec<String>) -> Option<Sid
             flags.sidecar_run_as_user
         ));
     }
+    let env = sidecar_env(&flags.sidecar_env, problems);
     if flags.sidecar_image.is_empty() {
         return None;
     }
@@ -409,7 +465,36 @@ fn sidecar_config(flags: &ServerFlags, problems: &mut Vec<String>) -> Option<Sid
         cpu_limit,
         memory_limit,
         run_as_user: flags.sidecar_run_as_user,
+        env,
     })
+}
+
+/// `--sidecar-env NAME=VALUE` (repeatable): extra env of the credproxy sidecar, e.g. the cluster's STS
+/// endpoint (`AWS_ENDPOINT_URL_STS`). A later entry for the same name replaces an earlier one.
+fn sidecar_env(entries: &[String], problems: &mut Vec<String>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = Vec::new();
+    for entry in entries {
+        let Some((name, value)) = entry.split_once('=') else {
+            problems.push(format!("--sidecar-env={entry:?}: expected NAME=VALUE"));
+            continue;
+        };
+        let valid_name = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            problems.push(format!(
+                "--sidecar-env={entry:?}: {name:?} is not an environment variable name"
+            ));
+        } else if crate::sidecar::RESERVED_ENV.contains(&name) {
+            problems.push(format!(
+                "--sidecar-env={entry:?}: {name} is set by the webhook (the sidecar contract) and cannot be overridden"
+            ));
+        } else {
+            env.retain(|(n, _)| n != name);
+            env.push((name.to_string(), value.to_string()));
+        }
+    }
+    env
 }
 
 /// Kubernetes resource quantity grammar: `<signedNumber><suffix>`, suffix binary (Ki…Ei), decimal SI
@@ -573,7 +658,7 @@ struct ServerFlags {
     )]
     token_mount_path: String,
     /// The token expiration (seconds, minimum 600)
-    #[arg(long = "token-expiration", default_value = "86400", value_parser = go_int)]
+    #[arg(long = "token-expiration", default_value_t = crate::mutate::DEFAULT_TOKEN_EXPIRATION, value_parser = go_int)]
     token_expiration: i64,
     /// If set, AWS_DEFAULT_REGION and AWS_REGION will be set to this value in mutated containers
     #[arg(long = "aws-default-region", default_value = "")]
@@ -726,152 +811,11 @@ struct ServerFlags {
     /// podcred: UID the sidecar runs as (non-root)
     #[arg(long = "sidecar-run-as-user", default_value = "65532", value_parser = go_int)]
     sidecar_run_as_user: i64,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Go value syntax
-
-/// Go `strconv.ParseBool`.
-pub fn go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("invalid boolean {s:?} (use true or false)")),
-    }
-}
-
-/// Go `strconv.ParseInt(s, 0, 64)`: optional sign, `0x`/`0o`/`0b`/leading-`0` prefixes, `_` separators
-/// only with a prefix.
-pub fn go_int(s: &str) -> Result<i64, String> {
-    let err = || format!("invalid integer {s:?}");
-    let (negative, body) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let lower = body.to_ascii_lowercase();
-    let (radix, digits, prefixed) = if let Some(d) = lower.strip_prefix("0x") {
-        (16, d.to_string(), true)
-    } else if let Some(d) = lower.strip_prefix("0o") {
-        (8, d.to_string(), true)
-    } else if let Some(d) = lower.strip_prefix("0b") {
-        (2, d.to_string(), true)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, lower[1..].to_string(), true)
-    } else {
-        (10, lower.clone(), false)
-    };
-    if digits.is_empty() || digits.starts_with('+') || digits.starts_with('-') {
-        return Err(err());
-    }
-    let digits = if prefixed {
-        if digits.ends_with('_') || digits.contains("__") {
-            return Err(err());
-        }
-        digits.replace('_', "")
-    } else {
-        digits
-    };
-    let magnitude = u64::from_str_radix(&digits, radix).map_err(|_| err())?;
-    if negative {
-        if magnitude > i64::MAX as u64 + 1 {
-            return Err(err());
-        }
-        Ok((magnitude as i128).wrapping_neg() as i64)
-    } else {
-        i64::try_from(magnitude).map_err(|_| err())
-    }
-}
-
-fn go_int32(s: &str) -> Result<i32, String> {
-    let v = go_int(s)?;
-    i32::try_from(v).map_err(|_| format!("invalid integer {s:?} (out of range)"))
-}
-
-fn go_uint(s: &str) -> Result<u64, String> {
-    let v = go_int(s)?;
-    u64::try_from(v).map_err(|_| format!("invalid unsigned integer {s:?}"))
-}
-
-/// A parsed Go duration (signed nanoseconds).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GoDuration(pub i64);
-
-impl GoDuration {
-    /// Negative durations behave like zero upstream (`> 0` checks), so they become zero.
-    fn clamped(self) -> Duration {
-        Duration::from_nanos(u64::try_from(self.0).unwrap_or(0))
-    }
-}
-
-/// Go `time.ParseDuration`: `[-+]?([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+` or `0`.
-pub fn go_duration(s: &str) -> Result<GoDuration, String> {
-    let err = || format!("invalid duration {s:?} (examples: 0s, 100ms, 1m0s, 1h)");
-    let (negative, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Ok(GoDuration(0));
-    }
-    if rest.is_empty() {
-        return Err(err());
-    }
-    let mut total: u128 = 0;
-    while !rest.is_empty() {
-        let int_end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (int_part, after) = rest.split_at(int_end);
-        let (frac_part, after) = match after.strip_prefix('.') {
-            Some(a) => {
-                let end = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
-                a.split_at(end)
-            }
-            None => ("", after),
-        };
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(err());
-        }
-        let unit_end = after
-            .find(|c: char| c == '.' || c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_end);
-        let unit_ns: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(err()),
-        };
-        let whole: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| err())?
-        };
-        let mut value = whole.checked_mul(unit_ns).ok_or_else(err)?;
-        // Fractions beyond nanosecond precision are truncated, as in Go.
-        let frac_digits = &frac_part[..frac_part.len().min(30)];
-        if !frac_digits.is_empty() {
-            let frac: u128 = frac_digits.parse().map_err(|_| err())?;
-            let scale = 10u128.pow(frac_digits.len() as u32);
-            value += frac * unit_ns / scale;
-        }
-        total = total.checked_add(value).ok_or_else(err)?;
-        if total > i64::MAX as u128 + u128::from(negative) {
-            return Err(err());
-        }
-        rest = after;
-    }
-    let signed = if negative {
-        (total as i128).wrapping_neg() as i64
-    } else {
-        total as i64
-    };
-    Ok(GoDuration(signed))
+    /// podcred: extra sidecar env NAME=VALUE, repeatable (e.g. AWS_ENDPOINT_URL_STS for a VPC, FIPS or
+    /// local STS endpoint); the pod's own AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL and
+    /// AWS_STS_REGIONAL_ENDPOINTS are carried over and win
+    #[arg(long = "sidecar-env", value_name = "NAME=VALUE")]
+    sidecar_env: Vec<String>,
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -109,6 +110,8 @@ pub struct ContainerCredentials {
     identities: RwLock<Arc<HashSet<Identity>>>,
     /// Bytes of the last attempted load (`None` = file missing).
     last_attempt: Mutex<Option<Option<Vec<u8>>>>,
+    /// Loads that kept the previous set because the file was unreadable or malformed.
+    rejected: AtomicU64,
 }
 
 impl ContainerCredentials {
@@ -138,6 +141,11 @@ impl ContainerCredentials {
         self.len() == 0
     }
 
+    /// How many loads so far were rejected (unreadable or malformed file, previous set kept).
+    pub fn rejected_loads(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
     /// Replace the whole set.
     pub fn replace(&self, identities: HashSet<Identity>) {
         *self
@@ -153,6 +161,7 @@ impl ContainerCredentials {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => {
                 tracing::error!(path = %path.display(), %error, "cannot read container credentials config file; keeping the previous identities");
+                self.rejected.fetch_add(1, Ordering::Relaxed);
                 return LoadOutcome::Rejected(error.to_string());
             }
         };
@@ -192,6 +201,7 @@ impl ContainerCredentials {
                 }
                 Err(error) => {
                     tracing::error!(path = %path.display(), %error, "keeping the previous container credentials identities");
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
                     LoadOutcome::Rejected(error.to_string())
                 }
             },

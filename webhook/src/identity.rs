@@ -46,7 +46,7 @@ impl Default for CommonConfig {
     fn default() -> Self {
         Self {
             use_regional_sts: false,
-            token_expiration: 86_400,
+            token_expiration: crate::mutate::DEFAULT_TOKEN_EXPIRATION,
         }
     }
 }

@@ -35,6 +35,7 @@ pub enum InjectError {
     #[error("{source_name}: cannot read: {error}")]
     Read {
         source_name: String,
+        #[source]
         error: std::io::Error,
     },
     #[error("{location}: {message}")]
@@ -42,7 +43,7 @@ pub enum InjectError {
     #[error("--watch-container-credentials-config={path}: {message}")]
     ContainerCredentials { path: PathBuf, message: String },
     #[error("cannot write output: {0}")]
-    Write(std::io::Error),
+    Write(#[source] std::io::Error),
 }
 
 /// One input stream's text.

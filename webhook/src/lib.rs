@@ -9,6 +9,7 @@ pub mod admission;
 pub mod cache;
 pub mod config;
 pub mod container_credentials;
+pub mod go;
 pub mod identity;
 pub mod inject;
 pub mod metrics;

@@ -68,6 +68,17 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// The `verb` label: the HTTP methods of RFC 9110 and PATCH as they are, anything else `other`, so a client
+/// cannot mint a new series per invented method (upstream used the raw method).
+pub fn bounded_method(method: &str) -> &str {
+    match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => {
+            method
+        }
+        _ => "other",
+    }
+}
+
 /// `_sum` / `_count` per label set (upstream's summary has no quantiles).
 #[derive(Clone, Debug, Default)]
 pub struct SummaryFamily {
@@ -185,6 +196,7 @@ impl Metrics {
 
     /// One instrumented request (upstream instruments `/mutate` and the debug deny/500 routes).
     pub fn observe_request(&self, verb: &str, path: &str, code: u16, elapsed: Duration) {
+        let verb = bounded_method(verb);
         let micros = elapsed.as_secs_f64() * 1e6;
         self.http_requests
             .get_or_create(&RequestLabels {

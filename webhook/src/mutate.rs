@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::go::{clean_join, csv_first_record, parse_go_int64_base10};
 use crate::identity::{BoxFuture, CommonConfig, IdentitySource, StsIdentity, StsLookup};
 use crate::sidecar::{self, SidecarConfig};
 
@@ -371,97 +372,6 @@ pub(crate) fn array_field<'m>(obj: &'m mut Map<String, Value>, key: &str) -> &'m
     }
 }
 
-/// Go `filepath.Join` (which cleans the result) for Unix paths.
-pub fn clean_join(dir: &str, file: &str) -> String {
-    let joined = match (dir.is_empty(), file.is_empty()) {
-        (true, true) => return String::new(),
-        (true, false) => file.to_string(),
-        (false, true) => dir.to_string(),
-        (false, false) => format!("{dir}/{file}"),
-    };
-    clean_path(&joined)
-}
-
-/// Go `path.Clean`.
-pub fn clean_path(path: &str) -> String {
-    if path.is_empty() {
-        return ".".into();
-    }
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            p => parts.push(p),
-        }
-    }
-    let body = parts.join("/");
-    match (rooted, body.is_empty()) {
-        (true, _) => format!("/{body}"),
-        (false, true) => ".".into(),
-        (false, false) => body,
-    }
-}
-
-/// Go `encoding/csv` (default options) reading the first record: comma-separated, `"` quoting with `""`
-/// escapes, no trimming, empty lines skipped, `\r\n` → `\n`. `None` on a parse error or empty input.
-pub fn parse_csv_first_record(input: &str) -> Option<Vec<String>> {
-    let text = input.replace("\r\n", "\n");
-    let mut chars = text.trim_start_matches('\n').chars().peekable();
-    chars.peek()?;
-    let mut fields = Vec::new();
-    loop {
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    None => return None, // unterminated quoted field
-                    Some('"') => match chars.peek() {
-                        Some('"') => {
-                            chars.next();
-                            field.push('"');
-                        }
-                        Some(',') | Some('\n') | None => break,
-                        Some(_) => return None, // extraneous quote
-                    },
-                    Some(c) => field.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' || c == '\n' {
-                    break;
-                }
-                if c == '"' {
-                    return None; // bare quote in a non-quoted field
-                }
-                field.push(c);
-                chars.next();
-            }
-        }
-        fields.push(field);
-        match chars.next() {
-            Some(',') => continue,
-            _ => break,
-        }
-    }
-    // A trailing lone `\r` at end of input is dropped by Go's reader.
-    if let Some(last) = fields.last_mut() {
-        if !text.contains('\n') && last.ends_with('\r') {
-            last.pop();
-        }
-    }
-    Some(fields)
-}
-
 /// Type-checked read access to the parts of a pod the mutation uses.
 pub struct PodView<'a> {
     pub(crate) pod: &'a Map<String, Value>,
@@ -638,7 +548,7 @@ impl<'a> PodView<'a> {
     /// Pod annotation `<p>/skip-containers` (first CSV record).
     pub fn skip_containers(&self, prefix: &str) -> HashSet<String> {
         self.annotation(&format!("{prefix}/skip-containers"))
-            .and_then(parse_csv_first_record)
+            .and_then(csv_first_record)
             .map(|v| v.into_iter().collect())
             .unwrap_or_default()
     }
@@ -730,15 +640,6 @@ impl<'a> PodView<'a> {
     pub fn raw(&self) -> &'a Map<String, Value> {
         self.pod
     }
-}
-
-/// Go `strconv.ParseInt(s, 10, 64)`: optional sign, ASCII digits only.
-pub fn parse_go_int64_base10(s: &str) -> Option<i64> {
-    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 #[cfg(test)]

@@ -6,6 +6,12 @@
 //!   refused before reading, a longer streamed body as soon as it crosses the cap; both get 413 with a
 //!   message naming the flag (the API server then applies the webhook's `failurePolicy`). Everything else
 //!   about the request is `admission::Admission::handle`'s business.
+//!   The 413 is sent while the rest of the body is still read and discarded (up to [`LINGER_MAX_BYTES`] or
+//!   [`LINGER_MAX_TIME`]) before the connection closes, so a client that is still sending can read it
+//!   instead of getting a reset. A body that does not arrive within [`BODY_READ_TIMEOUT`] gets 408.
+//! - Slow or idle clients are cut off: request headers within [`HEADER_READ_TIMEOUT`] (HTTP/1.1; also the
+//!   first request on a connection), TLS handshakes within [`TLS_HANDSHAKE_TIMEOUT`]; HTTP/2 connections
+//!   carry at most [`H2_MAX_CONCURRENT_STREAMS`] streams and [`MAX_HEADER_BYTES`] of headers.
 //! - `/healthz` → `ok` always; `/readyz` → 200 `ok` once the cache has synced, else 503 with the reason.
 //! - Instrumented routes (`/mutate`, debug deny/500) update upstream's `http_request_*` metrics and write a
 //!   `debug`-level access log line (upstream's V(4) fields).
@@ -33,6 +39,20 @@ use crate::metrics::{self, Metrics};
 
 /// Upstream's per-server graceful shutdown timeout.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's headers (and the first request of a connection).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a `/mutate` body (the API server's own webhook timeout is at most 30 s).
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshake deadline.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent streams per HTTP/2 connection (Go's `http2` server default).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 250;
+/// Request header bytes (Go's `http.DefaultMaxHeaderBytes`).
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+/// After a 413, at most this much of the rest of the body is read and discarded…
+pub const LINGER_MAX_BYTES: u64 = 16 << 20;
+/// …for at most this long, before the connection is closed.
+pub const LINGER_MAX_TIME: Duration = Duration::from_secs(2);
 
 /// Upstream's debug deny body.
 const DEBUG_DENY_BODY: &str = r#"{"response":{"uid":"","allowed":false,"status":{"metadata":{},"message":"Test deny message"}}}"#;
@@ -150,15 +170,40 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         state.metrics.admission("payload_too_large");
-        return reply_response(AdmissionReply::payload_too_large(limit));
+        return too_large(limit, body);
     }
-    let body = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            state.metrics.admission("payload_too_large");
-            return reply_response(AdmissionReply::payload_too_large(limit));
+    let mut body = body;
+    let mut collected = Vec::new();
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, async {
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                if collected.len() + data.len() > limit {
+                    return Ok(false);
+                }
+                collected.extend_from_slice(&data);
+            }
         }
-        Err(error) => {
+        Ok::<bool, axum::Error>(true)
+    })
+    .await;
+    let body = match read {
+        Ok(Ok(true)) => bytes::Bytes::from(collected),
+        Ok(Ok(false)) => {
+            state.metrics.admission("payload_too_large");
+            return too_large(limit, body);
+        }
+        Err(_) => {
+            state.metrics.admission("body_timeout");
+            let mut response = text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {BODY_READ_TIMEOUT:?}\n"),
+            );
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        Ok(Err(error)) => {
             tracing::warn!(%error, "cannot read /mutate request body");
             return text(
                 StatusCode::BAD_REQUEST,
@@ -183,6 +228,31 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
         Outcome::UnsupportedMediaType => state.metrics.admission("unsupported_media_type"),
     }
     reply_response(reply)
+}
+
+/// The 413 reply. The unread rest of the body is drained in the background while the reply is written
+/// (lingering close): closing a socket with unread data makes the kernel send a reset, and a client still
+/// sending would lose the reply.
+fn too_large(limit: usize, mut body: Body) -> Response {
+    tokio::spawn(async move {
+        let mut drained = 0u64;
+        let _ = tokio::time::timeout(LINGER_MAX_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    drained += data.len() as u64;
+                }
+                if drained > LINGER_MAX_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+    let mut response = reply_response(AdmissionReply::payload_too_large(limit));
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -256,6 +326,23 @@ pub struct Listeners {
     pub tls: Arc<rustls::ServerConfig>,
 }
 
+/// Header timeouts and HTTP/2 limits (axum-server turns hyper's header timeout off by default).
+fn limit_connections(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .header_read_timeout(Some(HEADER_READ_TIMEOUT))
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_pending_accept_reset_streams(Some(50))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
+}
+
 /// Run both servers until `shutdown` resolves, then shut them down gracefully (upstream's log lines).
 pub async fn serve(
     state: Arc<AppState>,
@@ -267,16 +354,23 @@ pub async fn serve(
     let webhook_addr = listeners.webhook.local_addr()?;
     let metrics_addr = listeners.metrics.local_addr()?;
     let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(listeners.tls);
-    let webhook_server =
+    let mut webhook_server =
         axum_server::tls_rustls::from_tcp_rustls(listeners.webhook, rustls_config)?
             // Small admission responses must not wait for Nagle's delayed-ACK dance (Go sets this too).
-            .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
-            .handle(webhook_handle.clone())
-            .serve(webhook_router(state.clone()).into_make_service());
-    let metrics_server = axum_server::from_tcp(listeners.metrics)?
+            .map(|tls| {
+                tls.handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new())
+            })
+            .first_request_timeout(HEADER_READ_TIMEOUT)
+            .handle(webhook_handle.clone());
+    limit_connections(webhook_server.http_builder());
+    let webhook_server = webhook_server.serve(webhook_router(state.clone()).into_make_service());
+    let mut metrics_server = axum_server::from_tcp(listeners.metrics)?
         .acceptor(axum_server::accept::NoDelayAcceptor::new())
-        .handle(metrics_handle.clone())
-        .serve(metrics_router(state).into_make_service());
+        .first_request_timeout(HEADER_READ_TIMEOUT)
+        .handle(metrics_handle.clone());
+    limit_connections(metrics_server.http_builder());
+    let metrics_server = metrics_server.serve(metrics_router(state).into_make_service());
     tracing::info!("Listening on {webhook_addr}");
     tracing::info!("Listening on {metrics_addr} for metrics");
     let webhook_task = tokio::spawn(webhook_server);

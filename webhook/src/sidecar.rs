@@ -13,6 +13,13 @@
 //!   `--token-mount-path`) and gets the IRSA env (`AWS_STS_REGIONAL_ENDPOINTS`, region, `AWS_ROLE_ARN`,
 //!   `AWS_WEB_IDENTITY_TOKEN_FILE`) with upstream's values; it runs non-root, read-only root filesystem,
 //!   no privilege escalation, all capabilities dropped, RuntimeDefault seccomp.
+//! - The STS call moves from the application into the sidecar, so the sidecar gets the application's STS
+//!   endpoint settings ([`CARRIED_ENV`]: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`,
+//!   `AWS_STS_REGIONAL_ENDPOINTS`; the entry is copied as written, `valueFrom` included; the first non-skipped
+//!   container that sets a name wins), else the cluster-wide `--sidecar-env NAME=VALUE` value. A carried or
+//!   configured `AWS_STS_REGIONAL_ENDPOINTS` replaces the webhook's own, as the application's own setting
+//!   does under plain IRSA. Other `--sidecar-env` names are appended; the role and token variables cannot be
+//!   overridden (config validation).
 //! - Every other non-skipped container gets `AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:<port>/v1/credentials`
 //!   and `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=/var/run/podcred/auth/token` (unless either is already set)
 //!   and a read-only mount of the in-memory `emptyDir` `podcred-auth` at `/var/run/podcred/auth`.
@@ -43,14 +50,32 @@ pub struct SidecarConfig {
     pub cpu_limit: Option<String>,
     pub memory_limit: Option<String>,
     pub run_as_user: i64,
+    /// `--sidecar-env NAME=VALUE`, in flag order (validated: not one of [`RESERVED_ENV`]).
+    pub env: Vec<(String, String)>,
 }
+
+/// Application env the sidecar inherits: what the AWS SDKs read for the STS call credproxy now makes.
+pub const CARRIED_ENV: [&str; 3] = [
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+];
+
+/// Sidecar env the webhook alone decides (`--sidecar-env` may not set them).
+pub const RESERVED_ENV: [&str; 4] = [
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+];
 
 use serde_json::{json, Map, Value};
 
+use crate::go::clean_join;
 use crate::identity::StsIdentity;
 use crate::mutate::{
-    append_env, array_field, clean_join, ensure_mount, env_names, projected_volume, Mode,
-    MutateConfig, Mutation, PatchOp, PodError, PodView, IRSA_TOKEN_PATH, IRSA_VOLUME_NAME,
+    append_env, array_field, ensure_mount, env_names, projected_volume, Mode, MutateConfig,
+    Mutation, PatchOp, PodError, PodView, IRSA_TOKEN_PATH, IRSA_VOLUME_NAME,
 };
 
 /// The sidecar container's name.
@@ -68,17 +93,9 @@ pub(crate) fn requested(
 ) -> Result<bool, PodError> {
     let pod_value = pod
         .annotation(&format!("{}/inject", config.annotation_prefix))
-        .and_then(parse_go_bool);
+        .and_then(crate::go::parse_bool);
     let wanted = pod_value.or(sts.inject_sidecar).unwrap_or(false);
     Ok(wanted && !pod.is_windows())
-}
-
-fn parse_go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// The sidecar mutation (see module docs).
@@ -212,6 +229,38 @@ fn owner_or_group_can_read(pod: &PodView<'_>, sidecar: &SidecarConfig) -> bool {
     })
 }
 
+fn env_name(entry: &Value) -> &str {
+    entry.get("name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// The sidecar's share of the application's env, then the remaining `--sidecar-env` entries (module docs).
+fn carried_env(pod: &PodView<'_>, config: &MutateConfig, sidecar: &SidecarConfig) -> Vec<Value> {
+    let skip = pod.skip_containers(&config.annotation_prefix);
+    let app_entries: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|key| pod.spec.and_then(|s| s.get(*key)).and_then(Value::as_array))
+        .flatten()
+        .filter(|c| {
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+            name != CONTAINER_NAME && !skip.contains(name)
+        })
+        .filter_map(|c| c.get("env").and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut out: Vec<Value> = Vec::new();
+    for name in CARRIED_ENV {
+        if let Some(entry) = app_entries.iter().find(|e| env_name(e) == name) {
+            out.push((*entry).clone());
+        }
+    }
+    for (name, value) in &sidecar.env {
+        if !out.iter().any(|e| env_name(e) == name) {
+            out.push(json!({"name": name, "value": value}));
+        }
+    }
+    out
+}
+
 fn sidecar_container(
     pod: &PodView<'_>,
     sts: &StsIdentity,
@@ -238,10 +287,15 @@ fn sidecar_container(
         "ports".into(),
         json!([{"name": "credproxy-http", "containerPort": probe_port, "protocol": "TCP"}]),
     );
-    // The IRSA variables, with upstream's values and order.
+    // The IRSA variables, with upstream's values and order, then the STS endpoint settings (module docs).
     let token_file = clean_join(&config.token_mount_path, IRSA_TOKEN_PATH);
+    let carried = carried_env(pod, config, sidecar);
     let mut env: Vec<(&str, &str)> = Vec::new();
-    if sts.use_regional_sts {
+    if sts.use_regional_sts
+        && !carried
+            .iter()
+            .any(|e| env_name(e) == "AWS_STS_REGIONAL_ENDPOINTS")
+    {
         env.push(("AWS_STS_REGIONAL_ENDPOINTS", "regional"));
     }
     if !config.aws_default_region.is_empty() {
@@ -251,6 +305,7 @@ fn sidecar_container(
     env.push(("AWS_ROLE_ARN", &sts.role_arn));
     env.push(("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file));
     append_env(&mut container, &env);
+    array_field(&mut container, "env").extend(carried);
     let quantities = |pairs: [(&str, &Option<String>); 2]| -> Map<String, Value> {
         pairs
             .into_iter()

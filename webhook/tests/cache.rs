@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
@@ -516,7 +516,13 @@ async fn concurrent_waiters_share_one_fetch() {
         })
         .collect();
     let (_, respond) = handle.next_request().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Answer only once all 10 are waiting, so every one of them shares this fetch.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cache.waiters("team", "shared") < 10 {
+        assert!(Instant::now() < deadline, "10 waiters never registered");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     respond.send_response(json_response(
         StatusCode::OK,
         sa_json("team", "shared", ROLE),
@@ -570,8 +576,20 @@ async fn hung_api_request_times_out_after_one_second_and_is_retried() {
         async move { cache.sts_identity("team", "slow").await }
     });
     let (_, never_answered) = handle.next_request().await.unwrap();
+    let asked = Instant::now();
     // After the 1 s fetch timeout the fetch is abandoned; a new waiter issues a new GET.
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    while cache.fetch_in_flight("team", "slow") {
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "hung fetch not abandoned"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        asked.elapsed() >= Duration::from_millis(950),
+        "abandoned before the 1 s timeout: {:?}",
+        asked.elapsed()
+    );
     let second = tokio::spawn({
         let cache = cache.clone();
         async move { cache.sts_identity("team", "slow").await }

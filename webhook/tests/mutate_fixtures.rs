@@ -59,9 +59,14 @@ fn run_case(name: &str) {
         has_init,
         "{name}: {paths:?}"
     );
-    let expects_sidecar = ["sidecar-native", "sidecar-container-mode", "sidecar-skip"]
-        .iter()
-        .any(|prefix| name.starts_with(prefix));
+    let expects_sidecar = [
+        "sidecar-native",
+        "sidecar-container-mode",
+        "sidecar-skip",
+        "sidecar-carries",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix));
     assert_eq!(mutation.sidecar, expects_sidecar, "{name}: sidecar flag");
     if let Identity::ContainerCredentials(_) = identity {
         assert!(
@@ -112,6 +117,7 @@ fixture_tests! {
     sidecar_pod_opt_out => "sidecar-pod-opt-out",
     sidecar_disabled_without_image => "sidecar-disabled-without-image",
     sidecar_windows_keeps_irsa => "sidecar-windows-keeps-irsa",
+    sidecar_carries_sts_endpoint => "sidecar-carries-sts-endpoint",
     sidecar_container_credentials_win => "sidecar-container-credentials-win",
 }
 

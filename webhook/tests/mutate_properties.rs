@@ -120,6 +120,7 @@ fn config(rng: &mut StdRng) -> MutateConfig {
             image: "credproxy".into(),
             mode: Some(["native", "container"][rng.random_range(0..2)].into()),
             port: None,
+            env: Vec::new(),
         }),
     };
     mutate_config(&overrides)

@@ -333,8 +333,9 @@ async fn rotated_certificate_is_served_without_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let metrics = get_text(&running.client(), running.metrics_url("/metrics")).await;
-    assert!(
-        metrics.contains("podcred_webhook_tls_certificate_reloads 1"),
+    assert_eq!(
+        series(&metrics, "podcred_webhook_tls_certificate_reloads"),
+        Some(1.0),
         "{metrics}"
     );
     running.stop().await;
@@ -478,8 +479,14 @@ async fn debug_routes_and_unknown_paths() {
     let dump = get_text(&client, running.metrics_url("/debug/alpha/cache")).await;
     assert_eq!(dump, "{}");
     let metrics = get_text(&client, running.metrics_url("/metrics")).await;
-    assert!(metrics
-        .contains("http_request_count{code=\"500\",path=\"/debug/alpha/500\",verb=\"GET\"} 1"));
+    assert_eq!(
+        series(
+            &metrics,
+            "http_request_count{code=\"500\",path=\"/debug/alpha/500\",verb=\"GET\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     running.stop().await;
 }
 
@@ -502,6 +509,7 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stop = running.stop.as_ref().is_some();
     assert!(stop);
+    let webhook_addr = running.webhook;
     let Running {
         stop: Some(stop_tx),
         task,
@@ -511,7 +519,12 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         unreachable!()
     };
     stop_tx.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shutdown has begun once the listener refuses new connections.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(webhook_addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting connections");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tx.unbounded_send(Ok(tail.as_bytes().to_vec())).unwrap();
     drop(tx);
     let response = request.await.unwrap().unwrap();
@@ -521,4 +534,96 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// The value of exactly one series (name and every label), e.g. `x_total{a="b"}`, in a Prometheus text page.
+fn series(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == series).then(|| value.parse().ok())?
+        })
+}
+
+/// 60 invented HTTP methods make one `verb="other"` series, not 60 new ones.
+#[tokio::test]
+async fn invented_http_methods_share_one_metric_series() {
+    let running = start().await;
+    let client = running.client();
+    for i in 0..60 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let response = client
+            .request(method, running.url("/mutate"))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().as_u16() >= 200);
+    }
+    let metrics = get_text(&client, running.metrics_url("/metrics")).await;
+    assert!(!metrics.contains("INVENTED"), "{metrics}");
+    let other: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("http_request_count{") && l.contains("verb=\"other\""))
+        .collect();
+    assert_eq!(other.len(), 1, "{metrics}");
+    let (series_key, _) = other[0].rsplit_once(' ').unwrap();
+    assert_eq!(series(&metrics, series_key), Some(60.0), "{metrics}");
+    running.stop().await;
+}
+
+/// A client that declares a too-large body and keeps sending it still reads the 413 (the server drains the
+/// rest instead of resetting the connection under it).
+#[tokio::test]
+async fn a_client_still_sending_a_too_large_body_reads_the_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let running = start().await;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(running.tls_trusting_ca()));
+    let body_len = 4 << 20;
+    for declared in [true, false] {
+        let tcp = tokio::net::TcpStream::connect(running.webhook)
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let framing = if declared {
+            format!("Content-Length: {body_len}\r\n")
+        } else {
+            "Transfer-Encoding: chunked\r\n".to_owned()
+        };
+        let head = format!(
+            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{framing}\r\n"
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < body_len {
+            let write = if declared {
+                tls.write_all(&chunk).await
+            } else {
+                let mut framed = format!("{:x}\r\n", chunk.len()).into_bytes();
+                framed.extend_from_slice(&chunk);
+                framed.extend_from_slice(b"\r\n");
+                tls.write_all(&framed).await
+            };
+            if let Err(error) = write {
+                panic!(
+                    "declared={declared}: the server stopped reading after {sent} bytes: {error}"
+                );
+            }
+            sent += chunk.len();
+        }
+        if !declared {
+            let _ = tls.write_all(b"0\r\n\r\n").await;
+        }
+        let _ = tls.flush().await;
+        let mut reply = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.starts_with("HTTP/1.1 413"),
+            "declared={declared}: {read:?}, reply {reply:?}"
+        );
+    }
+    running.stop().await;
 }

@@ -171,8 +171,18 @@ async fn endpoint_statuses_and_bodies() {
     )
     .await;
     assert_eq!((status, code(&body)), (502, "AccessDenied".into()));
-    let (status, body) = get(addr, "/v1/credentials/missing", &auth).await;
-    assert_eq!((status, code(&body)), (404, "RoleNotFound".into()));
+    // An unknown role gets exactly the reply of a wrong token, with or without a valid token.
+    let wrong_token = get(addr, "/v1/credentials/broken", &[("Authorization", "nope")]).await;
+    assert_eq!(
+        (wrong_token.0, code(&wrong_token.1)),
+        (401, "Unauthorized".into())
+    );
+    for headers in [&auth[..], &[("Authorization", "nope")], &[]] {
+        assert_eq!(
+            get(addr, "/v1/credentials/missing", headers).await,
+            wrong_token
+        );
+    }
     assert_eq!(get(addr, "/nope", &auth).await.0, 404);
 
     // Health on both listeners; readiness needs every role (one is failing).
@@ -183,13 +193,83 @@ async fn endpoint_statuses_and_bodies() {
     }
     let (status, text) = get(metrics_addr, "/metrics", &[]).await;
     assert_eq!(status, 200);
-    assert!(
-        text.contains("credproxy_http_requests_total{route=\"credentials\",status=\"200\"} 2"),
+    assert_eq!(
+        series(
+            &text,
+            "credproxy_http_requests_total{route=\"credentials\",status=\"200\"}"
+        ),
+        Some(2.0),
         "{text}"
     );
-    assert!(text.contains(
-        "credproxy_sts_requests_total{role=\"broken\",outcome=\"error\",code=\"AccessDenied\"}"
-    ));
-    assert!(text.contains("credproxy_credentials_ready{role=\"default\"} 1"));
+    assert!(
+        series(
+            &text,
+            "credproxy_sts_requests_total{role=\"broken\",outcome=\"error\",code=\"AccessDenied\"}"
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(&text, "credproxy_credentials_ready{role=\"default\"}"),
+        Some(1.0),
+        "{text}"
+    );
     assert!(!text.contains("in-process-secret"));
+}
+
+/// The value of exactly one series (name and every label), e.g. `x_total{a="b"}`, in a Prometheus text page.
+fn series(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == series).then(|| value.parse().ok())?
+        })
+}
+
+/// With the cap reached, a new connection is not served until one of the open ones closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let app = Arc::new(App {
+        roles: Vec::new(),
+        default_role: None,
+        allowed_hosts: vec!["127.0.0.1".into()],
+        metrics: Arc::new(Metrics::new()),
+        cold_start_wait: Duration::ZERO,
+        draining: AtomicBool::new(false),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_with_limit(listener, app, ListenerKind::Metrics, 2));
+    let healthz = |stream: &mut TcpStream| {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 12];
+        stream.read_exact(&mut buf).map(|_| buf)
+    };
+    tokio::task::spawn_blocking(move || {
+        // Two kept-alive connections take both slots (each answered once, so each was accepted).
+        let mut held: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                assert_eq!(&healthz(&mut s).unwrap(), b"HTTP/1.1 200");
+                s
+            })
+            .collect();
+        let mut third = TcpStream::connect(addr).unwrap();
+        third
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        assert!(healthz(&mut third).is_err(), "served beyond the cap");
+        held.pop();
+        third
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 12];
+        third.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200", "served once a slot was free");
+    })
+    .await
+    .unwrap();
 }

@@ -298,7 +298,9 @@ pub async fn serve(
         .max_header_size(limits.max_header_bytes)
         // The header timeout is ours (counted from the first byte, not from the end of the last response).
         .header_read_timeout(None)
-        .keep_alive(true);
+        .keep_alive(true)
+        // One buffer per response instead of a writev of head + body: fewer, larger TCP segments on loopback.
+        .writev(false);
     let connection = builder
         .serve_connection(TokioIo::new(io), service)
         .without_shutdown();

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::identity::StsIdentity;
 
-/// Upstream's minimum token expiration; annotation values below it are raised to it.
-const MIN_TOKEN_EXPIRATION: i64 = 600;
+// Annotation values below upstream's minimum token expiration are raised to it.
+use crate::mutate::MIN_TOKEN_EXPIRATION;
 
 /// `--compose-role-arn`: account and partition from the instance identity document (§3.6).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,14 +57,7 @@ impl AnnotationDefaults {
     }
 }
 
-/// Go `strconv.ParseBool`.
-pub fn parse_go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
+pub use crate::go::parse_bool as parse_go_bool;
 
 /// Upstream's check `^arn:aws[a-z0-9-]*:iam::\d{12}:role\/[\w-\/.@+=,]+$` (a mismatch is only a warning).
 pub fn is_valid_role_arn(arn: &str) -> bool {

@@ -24,7 +24,7 @@ pub enum FetchError {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
-    Api(String),
+    Api(#[source] kube::Error),
 }
 
 /// Reads one ServiceAccount's annotations from the API server.
@@ -59,7 +59,7 @@ impl ServiceAccountFetcher for ApiServiceAccountFetcher {
             match api.get_opt(name).await {
                 Ok(Some(sa)) => Ok(sa.metadata.annotations.unwrap_or_default()),
                 Ok(None) => Err(FetchError::NotFound(name.to_owned())),
-                Err(error) => Err(FetchError::Api(error.to_string())),
+                Err(error) => Err(FetchError::Api(error)),
             }
         })
     }

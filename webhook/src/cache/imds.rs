@@ -52,38 +52,76 @@ pub async fn role_arn_composer_from_imds() -> Result<RoleArnComposer, ImdsError>
     composer_from_endpoint(endpoint.trim_end_matches('/')).await
 }
 
+/// One plain-HTTP exchange with IMDS (hyper, already in the tree for kube: no second HTTP/TLS stack).
+async fn imds_request(
+    client: &ImdsClient,
+    method: axum::http::Method,
+    url: &str,
+    header: (&'static str, &str),
+) -> Result<bytes::Bytes, String> {
+    use http_body_util::BodyExt;
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header(header.0, header.1)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!("HTTP status {status}"));
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(IMDS_TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("no answer within {IMDS_TIMEOUT:?}"))?
+}
+
+type ImdsClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// Per-request deadline (the connection attempt itself gets one second).
+const IMDS_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn composer_from_endpoint(endpoint: &str) -> Result<RoleArnComposer, ImdsError> {
     let request_error = |reason: String| ImdsError::Request {
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
-        .map_err(|e| request_error(e.to_string()))?;
-    let token = client
-        .put(format!("{endpoint}/latest/api/token"))
-        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| request_error(format!("IMDSv2 token: {e}")))?
-        .text()
-        .await
-        .map_err(|e| request_error(format!("IMDSv2 token: {e}")))?;
-    let document: serde_json::Value = client
-        .get(format!(
-            "{endpoint}/latest/dynamic/instance-identity/document"
-        ))
-        .header("X-aws-ec2-metadata-token", token)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| request_error(e.to_string()))?
-        .json()
-        .await
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(1)));
+    let client: ImdsClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let token = imds_request(
+        &client,
+        axum::http::Method::PUT,
+        &format!("{endpoint}/latest/api/token"),
+        ("X-aws-ec2-metadata-token-ttl-seconds", "60"),
+    )
+    .await
+    .map_err(|e| request_error(format!("IMDSv2 token: {e}")))?;
+    let token = String::from_utf8(token.to_vec())
+        .map_err(|_| request_error("IMDSv2 token: not UTF-8".into()))?;
+    let document = imds_request(
+        &client,
+        axum::http::Method::GET,
+        &format!("{endpoint}/latest/dynamic/instance-identity/document"),
+        ("X-aws-ec2-metadata-token", token.trim()),
+    )
+    .await
+    .map_err(request_error)?;
+    let document: serde_json::Value = serde_json::from_slice(&document)
         .map_err(|e| request_error(format!("invalid document: {e}")))?;
     let field = |name: &'static str| {
         document

@@ -328,6 +328,20 @@ impl ServiceAccountCache {
         (from_sa, in_sa_cache)
     }
 
+    /// How many lookups are waiting for `namespace/name` to appear (for tests and debugging).
+    pub fn waiters(&self, namespace: &str, name: &str) -> usize {
+        lock(&self.pending)
+            .get(&key(namespace, name))
+            .map_or(0, |entry| Arc::strong_count(&entry.notify) - 1)
+    }
+
+    /// Is an API fetch for `namespace/name` queued or running?
+    pub fn fetch_in_flight(&self, namespace: &str, name: &str) -> bool {
+        lock(&self.pending)
+            .get(&key(namespace, name))
+            .is_some_and(|entry| entry.fetch_in_flight)
+    }
+
     /// Register interest in a missing key; enqueue an API fetch unless one is already in flight.
     fn register_waiter(&self, namespace: &str, name: &str) -> Arc<Notify> {
         let key = key(namespace, name);

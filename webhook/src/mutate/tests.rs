@@ -1,58 +1,5 @@
 use super::*;
 
-#[test]
-fn csv_first_record_follows_go_encoding_csv() {
-    let p = |s: &str| parse_csv_first_record(s);
-    let v = |xs: &[&str]| Some(xs.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    assert_eq!(p("sidecar"), v(&["sidecar"]));
-    assert_eq!(p("a,b"), v(&["a", "b"]));
-    assert_eq!(p("a, b"), v(&["a", " b"]), "no trimming");
-    assert_eq!(p("\"a,b\",c"), v(&["a,b", "c"]));
-    assert_eq!(p("\"say \"\"hi\"\"\""), v(&["say \"hi\""]));
-    assert_eq!(p("a,b\nc,d"), v(&["a", "b"]), "first record only");
-    assert_eq!(p("\n\na\n"), v(&["a"]), "empty lines skipped");
-    assert_eq!(p("a,"), v(&["a", ""]));
-    assert_eq!(p("a\r\nb"), v(&["a"]));
-    assert_eq!(p("\"multi\nline\",x"), v(&["multi\nline", "x"]));
-    assert_eq!(p(""), None);
-    assert_eq!(p("\n"), None);
-    assert_eq!(p("a\"b"), None, "bare quote");
-    assert_eq!(p("\"a\"b"), None, "extraneous quote");
-    assert_eq!(p("\"unterminated"), None);
-}
-
-#[test]
-fn paths_are_cleaned_like_go() {
-    assert_eq!(
-        clean_join("/var/run/secrets/eks.amazonaws.com/serviceaccount", "token"),
-        "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
-    );
-    assert_eq!(clean_join("/a/b/", "c"), "/a/b/c");
-    assert_eq!(clean_join("/a//b", "../c"), "/a/c");
-    assert_eq!(clean_join("/", "token"), "/token");
-    assert_eq!(clean_path("/.."), "/");
-    assert_eq!(clean_path("a/../.."), "..");
-    assert_eq!(clean_path(""), ".");
-}
-
-#[test]
-fn go_base10_ints() {
-    assert_eq!(parse_go_int64_base10("3600"), Some(3600));
-    assert_eq!(parse_go_int64_base10("+3600"), Some(3600));
-    assert_eq!(parse_go_int64_base10("-1"), Some(-1));
-    for bad in [
-        "",
-        "0x10",
-        "1_000",
-        " 1",
-        "1.0",
-        "+",
-        "99999999999999999999",
-    ] {
-        assert_eq!(parse_go_int64_base10(bad), None, "{bad:?}");
-    }
-}
-
 fn config() -> MutateConfig {
     MutateConfig {
         annotation_prefix: "eks.amazonaws.com".into(),

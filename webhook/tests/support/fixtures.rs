@@ -114,6 +114,9 @@ pub struct SidecarOverrides {
     pub mode: Option<String>,
     #[serde(default)]
     pub port: Option<u16>,
+    /// `--sidecar-env NAME=VALUE` entries.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 /// The mutation config upstream's fixture harness uses, with the case's overrides.
@@ -153,6 +156,14 @@ pub fn mutate_config(overrides: &ConfigOverrides) -> MutateConfig {
             cpu_limit: None,
             memory_limit: Some("64Mi".into()),
             run_as_user: 65532,
+            env: s
+                .env
+                .iter()
+                .map(|e| {
+                    let (n, v) = e.split_once('=').expect("sidecar env NAME=VALUE");
+                    (n.to_string(), v.to_string())
+                })
+                .collect(),
         }),
     }
 }
