@@ -15,6 +15,7 @@
 //!   named steps; [`server`]: sockets, client limits, admin endpoints, reloads.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod event;
@@ -38,12 +39,27 @@ use std::time::Duration;
 #[command(
     name = "gateway",
     version,
-    about = "HTTP gateway to AWS Lambda, configured by kgateway Backend + Gateway API HTTPRoute manifests"
+    about = "HTTP gateway to AWS Lambda, configured by kgateway Backend + Gateway API HTTPRoute manifests",
+    group(clap::ArgGroup::new("source").required(true).args(["config", "from_cluster"]))
 )]
 pub struct Args {
     /// YAML files holding Gateway, HTTPRoute, Backend (and Secret) objects; several documents per file allowed.
-    #[arg(long = "config", short = 'c', required = true, num_args = 1..)]
+    /// Either --config or --from-cluster, not both.
+    #[arg(long = "config", short = 'c', num_args = 1..)]
     pub config: Vec<PathBuf>,
+    /// Read the objects from the Kubernetes API server instead of files (watched; changes are applied
+    /// atomically). Either --config or --from-cluster, not both.
+    #[arg(long)]
+    pub from_cluster: bool,
+    /// kubeconfig for --from-cluster (default: the pod's in-cluster service account).
+    #[arg(long, requires = "from_cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --from-cluster: serve the Gateways whose GatewayClass has this spec.controllerName.
+    #[arg(long, default_value = cluster::DEFAULT_CONTROLLER_NAME)]
+    pub controller_name: String,
+    /// With --from-cluster: serve only this Gateway (NAMESPACE/NAME) and its routes.
+    #[arg(long, requires = "from_cluster", value_parser = parse_gateway_id)]
+    pub gateway: Option<String>,
     /// Address to serve on, overriding the Gateway listener's port (default: 0.0.0.0:<listener port>).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -87,6 +103,15 @@ pub struct Args {
     /// open-files limit.
     #[arg(long, default_value_t = 16384)]
     pub max_connections: usize,
+}
+
+fn parse_gateway_id(text: &str) -> Result<String, String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(text.to_string())
+        }
+        _ => Err(format!("{text:?} is not NAMESPACE/NAME")),
+    }
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -138,7 +163,13 @@ async fn serve(args: Args) -> Result<(), RunError> {
         endpoint_override: endpoint_override_from_env(),
         default_timeout: Some(args.default_timeout),
     };
-    let config = config::load_files(&args.config, &load_options)?;
+    let (config, cluster) = if args.from_cluster {
+        let (config, watch, scope, fingerprint) =
+            first_cluster_config(&args, &load_options).await?;
+        (config, Some((watch, scope, fingerprint)))
+    } else {
+        (config::load_files(&args.config, &load_options)?, None)
+    };
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -200,8 +231,62 @@ async fn serve(args: Args) -> Result<(), RunError> {
         default_credentials: None,
     };
     let gateway = state::Gateway::new(config, settings, deps).await;
-    server::serve(gateway, listen, args.admin_listen, workers, !args.no_watch).await?;
+    let watch_files = !args.no_watch && cluster.is_none();
+    if let Some((watch, scope, fingerprint)) = cluster {
+        if !args.no_watch {
+            tokio::spawn(cluster::follow(watch, gateway.clone(), scope, fingerprint));
+        }
+    }
+    server::serve(gateway, listen, args.admin_listen, workers, watch_files).await?;
     Ok(())
+}
+
+/// `--from-cluster`: connects, waits for the first full sync of every watched kind, and returns the first
+/// configuration that compiles (and, without `--listen`, has a listener port) — until then the gateway does
+/// not listen, so it is not ready. With `--check`, the first sync's result is final.
+async fn first_cluster_config(
+    args: &Args,
+    options: &config::LoadOptions,
+) -> Result<
+    (
+        config::Config,
+        cluster::ClusterWatch,
+        cluster::Scope,
+        String,
+    ),
+    RunError,
+> {
+    let client = cluster::client(args.kubeconfig.as_deref())
+        .await
+        .map_err(RunError::Usage)?;
+    let watch = cluster::ClusterWatch::start(&client);
+    watch.wait_synced().await;
+    let scope = cluster::Scope {
+        controller_name: args.controller_name.clone(),
+        gateway: args.gateway.clone(),
+    };
+    let mut last = None;
+    loop {
+        let (selection, result) = cluster::compile_snapshot(&watch.snapshot(), &scope, options);
+        if last.as_ref() != Some(&selection.fingerprint) {
+            match result {
+                Ok(config)
+                    if args.check || args.listen.is_some() || config.listener_port.is_some() =>
+                {
+                    tracing::info!(gateways = ?selection.gateways, "cluster configuration compiled");
+                    return Ok((config, watch, scope, selection.fingerprint));
+                }
+                Ok(_) => tracing::warn!(
+                    controller_name = %scope.controller_name, gateway = ?scope.gateway,
+                    "no Gateway of a GatewayClass with this controllerName has an HTTP listener yet; waiting (or pass --listen)"
+                ),
+                Err(error) if args.check => return Err(RunError::Config(error)),
+                Err(error) => cluster::log_rejected(&error),
+            }
+            last = Some(selection.fingerprint);
+        }
+        watch.next_change().await;
+    }
 }
 
 /// `--max-connections` split across workers, lowered so that every connection (plus one upstream connection

@@ -31,6 +31,17 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(config: &Path, env: &[(&str, String)], extra_args: &[&str]) -> Gateway {
+        let source = [std::ffi::OsString::from("--config"), config.into()];
+        Gateway::start_with_source(&source, env, extra_args)
+    }
+
+    /// [`Gateway::start`] with other configuration-source arguments than `--config FILE` (e.g.
+    /// `--from-cluster --kubeconfig PATH`).
+    pub fn start_with_source(
+        source: &[std::ffi::OsString],
+        env: &[(&str, String)],
+        extra_args: &[&str],
+    ) -> Gateway {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log = std::env::temp_dir().join(format!(
@@ -40,8 +51,7 @@ impl Gateway {
         ));
         let log_file = std::fs::File::create(&log).expect("gateway log file");
         let mut cmd = isolated_command(workspace_bin("gateway"));
-        cmd.arg("--config")
-            .arg(config)
+        cmd.args(source)
             .arg(format!("--listen={addr}"))
             .arg(format!("--admin-listen={admin}"))
             .args(extra_args)
