@@ -289,6 +289,20 @@ pub struct Unwrapped {
     pub dropped: Vec<String>,
 }
 
+impl Unwrapped {
+    /// The function's response with only the headers a client may receive from it.
+    fn sanitized(status: u16, headers: Vec<(String, String)>, body: Bytes) -> Unwrapped {
+        let mut dropped = Vec::new();
+        let headers = sanitize(headers, &mut dropped);
+        Unwrapped {
+            status,
+            headers,
+            body,
+            dropped,
+        }
+    }
+}
+
 /// Hop-by-hop and message-framing headers: the gateway frames the client's response itself.
 fn is_hop_by_hop_or_framing(lower_name: &str) -> bool {
     matches!(
@@ -401,14 +415,7 @@ pub fn unwrap_envoy(body: &[u8]) -> Result<Unwrapped, String> {
         );
     }
     let body = decode_body(field("body", "body"), is_base64)?;
-    let mut dropped = Vec::new();
-    let headers = sanitize(headers, &mut dropped);
-    Ok(Unwrapped {
-        status,
-        headers,
-        body,
-        dropped,
-    })
+    Ok(Unwrapped::sanitized(status, headers, body))
 }
 
 /// API Gateway payload 1.0 / 2.0 response rules.
@@ -475,14 +482,7 @@ pub fn unwrap_api_gateway(body: &[u8], v2: bool) -> Result<Unwrapped, String> {
         Some(_) => return Err("isBase64Encoded must be a boolean".into()),
     };
     let body = decode_body(obj.get("body"), is_base64)?;
-    let mut dropped = Vec::new();
-    let headers = sanitize(headers, &mut dropped);
-    Ok(Unwrapped {
-        status,
-        headers,
-        body,
-        dropped,
-    })
+    Ok(Unwrapped::sanitized(status, headers, body))
 }
 
 #[cfg(test)]
