@@ -22,7 +22,6 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
-use aws_smithy_runtime_api::client::identity::Identity;
 use tokio::sync::Notify;
 
 use crate::clock::SharedClock;
@@ -39,24 +38,18 @@ pub const RETRY_CAP: Duration = Duration::from_secs(30);
 /// Wake-up-triggered fetches after a success are at least this far apart.
 pub const MIN_WAKE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Cached credentials plus the signing identity built from them.
+/// Cached credentials (the signer reads them directly; `Debug` never shows the secret parts).
 #[derive(Debug)]
 pub struct Held {
-    pub identity: Identity,
     pub credentials: Credentials,
-    pub access_key_id: String,
     pub expiry: Option<SystemTime>,
-    pub fetched_at: SystemTime,
 }
 
 impl Held {
-    pub fn new(credentials: Credentials, now: SystemTime) -> Held {
+    pub fn new(credentials: Credentials) -> Held {
         Held {
-            access_key_id: credentials.access_key_id().to_string(),
             expiry: credentials.expiry(),
-            identity: credentials.clone().into(),
             credentials,
-            fetched_at: now,
         }
     }
 
@@ -105,19 +98,14 @@ impl CredentialCell {
     }
 
     /// A cell holding fixed keys (a Secret); never refreshed.
-    pub fn fixed(
-        source: impl Into<String>,
-        credentials: Credentials,
-        now: SystemTime,
-    ) -> Arc<CredentialCell> {
+    pub fn fixed(source: impl Into<String>, credentials: Credentials) -> Arc<CredentialCell> {
         let cell = CredentialCell::new(source);
-        cell.store(credentials, now);
+        cell.store(credentials);
         cell
     }
 
-    pub fn store(&self, credentials: Credentials, now: SystemTime) {
-        self.current
-            .store(Some(Arc::new(Held::new(credentials, now))));
+    pub fn store(&self, credentials: Credentials) {
+        self.current.store(Some(Arc::new(Held::new(credentials))));
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -238,7 +226,7 @@ pub async fn refresh_loop(
                     expires = expiry.map(rfc3339).unwrap_or_else(|| "never".into()),
                     "credentials fetched"
                 );
-                cell.store(credentials, now);
+                cell.store(credentials);
                 on_fetch(true);
                 let spacing = MIN_WAKE_INTERVAL
                     .saturating_mul(2u32.saturating_pow(wake_streak.min(16)))
@@ -342,7 +330,7 @@ mod tests {
         assert_eq!(cell.state(now), CredentialState::Missing);
         assert!(cell.get(now).is_none());
 
-        cell.store(creds(Some(now + Duration::from_secs(600))), now);
+        cell.store(creds(Some(now + Duration::from_secs(600))));
         assert_eq!(cell.state(now), CredentialState::Valid);
         assert!(cell.get(now).is_some());
 
@@ -350,7 +338,7 @@ mod tests {
         assert_eq!(cell.state(later), CredentialState::Expired);
         assert!(cell.get(later).is_none());
 
-        cell.store(creds(None), now);
+        cell.store(creds(None));
         assert!(
             cell.get(now + Duration::from_secs(10 * 365 * 86400))
                 .is_some(),
@@ -360,7 +348,7 @@ mod tests {
 
     #[test]
     fn debug_output_never_contains_the_secret_or_token() {
-        let held = Held::new(creds(None), SystemTime::UNIX_EPOCH);
+        let held = Held::new(creds(None));
         let text = format!("{held:?}");
         assert!(!text.contains("secret-value"), "{text}");
         assert!(!text.contains("token-value"), "{text}");

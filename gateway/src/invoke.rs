@@ -100,16 +100,13 @@ spec:
         let config = compile(&[("b.yaml", BACKEND)], &LoadOptions::default()).expect("compiles");
         let backend = &config.backends[0];
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
-        let held = Held::new(
-            Credentials::new(
-                "ASIAEXAMPLEKEY",
-                "secret",
-                Some("session-token".into()),
-                None,
-                "test",
-            ),
-            now,
-        );
+        let held = Held::new(Credentials::new(
+            "ASIAEXAMPLEKEY",
+            "secret",
+            Some("session-token".into()),
+            None,
+            "test",
+        ));
         let request =
             signed_request(backend, Bytes::from_static(b"{}"), &held, now).expect("signs");
         assert_eq!(
@@ -205,7 +202,7 @@ spec:
                     None,
                     "test",
                 );
-                let held = Held::new(credentials.clone(), now);
+                let held = Held::new(credentials.clone());
                 let request = signed_request(backend, Bytes::copy_from_slice(body), &held, now)
                     .expect("signs");
                 let expected = reference_headers(backend, body, &credentials, now);
@@ -292,7 +289,7 @@ spec:
             let body: Vec<u8> = (0..rng.random_range(0..300))
                 .map(|_| rng.random())
                 .collect();
-            let held = Held::new(credentials.clone(), now);
+            let held = Held::new(credentials.clone());
             let request = signed_request(backend, Bytes::from(body.clone()), &held, now)
                 .unwrap_or_else(|e| panic!("case {case}: {e}"));
             let expected = reference_headers(backend, &body, &credentials, now);
@@ -318,16 +315,13 @@ spec:
     fn a_session_token_that_is_not_a_header_value_is_a_sign_error_that_does_not_leak_it() {
         let config = compile(&[("b.yaml", BACKEND)], &LoadOptions::default()).expect("compiles");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000);
-        let held = Held::new(
-            Credentials::new(
-                "ASIAEXAMPLEKEY",
-                "secret",
-                Some("tok\nen-SECRET".into()),
-                None,
-                "test",
-            ),
-            now,
-        );
+        let held = Held::new(Credentials::new(
+            "ASIAEXAMPLEKEY",
+            "secret",
+            Some("tok\nen-SECRET".into()),
+            None,
+            "test",
+        ));
         let err = signed_request(&config.backends[0], Bytes::from_static(b"{}"), &held, now)
             .expect_err("a newline cannot be sent in a header");
         assert!(matches!(err, InvokeError::Sign(_)), "{err:?}");

@@ -166,7 +166,6 @@ impl Gateway {
                         None,
                         "secret",
                     ),
-                    self.now(),
                 ),
             };
             cells.insert(backend.id.clone(), cell);

@@ -138,12 +138,14 @@ impl HttpUpstream {
     }
 
     async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<LambdaReply, UpstreamError> {
+        // The absolute URI is what a new connection is opened to; the request goes out in origin form.
+        let target = request.uri().clone();
         let (key, mut request) = origin_form(request)?;
         // A pooled connection the server closed in the meantime is detected before or at sending: the
         // request comes back unsent and goes out on a new connection (never twice: Invoke is not idempotent).
         let mut link = match take_idle(&key) {
             Some(link) => link,
-            None => self.connect(&absolute(&key, &request)?).await?,
+            None => self.connect(&target).await?,
         };
         let response = loop {
             let sent = link.sender.try_send_request(request);
@@ -152,7 +154,7 @@ impl HttpUpstream {
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => {
                         request = unsent;
-                        link = self.connect(&absolute(&key, &request)?).await?;
+                        link = self.connect(&target).await?;
                     }
                     None => {
                         return Err(UpstreamError::Unreachable(error_chain(&error.into_error())))
@@ -243,12 +245,6 @@ fn origin_form(
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     *request.uri_mut() = http::Uri::from(path);
     Ok((key, request))
-}
-
-fn absolute(key: &str, request: &Request<Full<Bytes>>) -> Result<http::Uri, UpstreamError> {
-    format!("{key}{}", request.uri())
-        .parse()
-        .map_err(|e| UpstreamError::Unreachable(format!("{e}")))
 }
 
 impl Upstream for HttpUpstream {
