@@ -50,7 +50,7 @@ test: peers build images
 	$(CARGO) test --workspace --benches
 
 e2e: peers build
-	$(CARGO) test -p integration --test kube_e2e -- --include-ignored --test-threads=1
+	$(CARGO) test -p integration --test kube_admission --test kube_resilience --test kube_sidecars --test kube_chart -- --include-ignored --test-threads=1
 
 # The node tests run containerd and a kubelet: root only, one test at a time (they share the machine's CPUs).
 e2e-node: peers build images

@@ -13,6 +13,7 @@ mod generate;
 mod load;
 mod policy;
 mod reload;
+pub mod watch;
 
 pub use generate::{
     generate_ca, issue_client_cert, issue_serving_cert, CertificateAuthority, IssuedCertificate,
@@ -21,7 +22,8 @@ pub use load::{load_certified_key, parse_certified_key, CertError};
 pub use policy::{
     parse_cipher_suites, parse_min_version, server_config, TlsPolicy, TlsPolicyError, TlsVersion,
 };
-pub use reload::{watch, CertWatcher, ReloadOutcome, ReloadStats, ReloadingCertResolver};
+pub use reload::{watch, ReloadOutcome, ReloadStats, ReloadingCertResolver};
+pub use watch::{watch_files, FileWatch, WatchError, WatchOptions};
 
 /// The crypto provider every podcred TLS endpoint uses.
 pub fn provider() -> rustls::crypto::CryptoProvider {

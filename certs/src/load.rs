@@ -27,11 +27,6 @@ pub enum CertError {
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("cannot {what}: {reason}")]
     Generate { what: &'static str, reason: String },
-    #[error("cannot watch {}: {source}", path.display())]
-    Watch {
-        path: PathBuf,
-        source: notify::Error,
-    },
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CertError> {

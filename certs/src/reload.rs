@@ -8,16 +8,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::load::{parse_certified_key, CertError};
+use crate::watch::{watch_files, FileWatch, WatchError, WatchOptions};
 
 /// Events arriving within this window are handled by one reload (writers touch cert and key separately).
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -169,96 +167,18 @@ impl ResolvesServerCert for ReloadingCertResolver {
     }
 }
 
-enum Signal {
-    FileEvent,
-    Stop,
-}
-
-/// Keeps the watch alive; dropping it stops the watcher thread.
-pub struct CertWatcher {
-    _watcher: notify::RecommendedWatcher,
-    signals: mpsc::Sender<Signal>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for CertWatcher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertWatcher").finish_non_exhaustive()
-    }
-}
-
-impl Drop for CertWatcher {
-    fn drop(&mut self) {
-        let _ = self.signals.send(Signal::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
-
 /// Watch the resolver's files: reload on any event in their directories and every `poll_interval`.
 pub fn watch(
     resolver: Arc<ReloadingCertResolver>,
     poll_interval: Duration,
-) -> Result<CertWatcher, CertError> {
-    let (signals, receiver) = mpsc::channel();
-    let events = signals.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = events.send(Signal::FileEvent);
-        }
-    })
-    .map_err(|source| CertError::Watch {
-        path: resolver.cert_path.clone(),
-        source,
-    })?;
-    let mut dirs = vec![parent_dir(&resolver.cert_path)];
-    let key_dir = parent_dir(&resolver.key_path);
-    if !dirs.contains(&key_dir) {
-        dirs.push(key_dir);
-    }
-    for dir in &dirs {
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|source| CertError::Watch {
-                path: dir.clone(),
-                source,
-            })?;
-        tracing::info!(dir = %dir.display(), "watching TLS certificate directory");
-    }
-    let thread = std::thread::Builder::new()
-        .name("tls-cert-watch".into())
-        .spawn(move || loop {
-            match receiver.recv_timeout(poll_interval) {
-                Ok(Signal::FileEvent) => {
-                    std::thread::sleep(DEBOUNCE);
-                    while let Ok(signal) = receiver.try_recv() {
-                        if matches!(signal, Signal::Stop) {
-                            return;
-                        }
-                    }
-                    resolver.reload_if_changed();
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    resolver.reload_if_changed();
-                }
-                Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            }
-        })
-        .map_err(|source| CertError::Watch {
-            path: dirs[0].clone(),
-            source: notify::Error::io(source),
-        })?;
-    Ok(CertWatcher {
-        _watcher: watcher,
-        signals,
-        thread: Some(thread),
+) -> Result<FileWatch, WatchError> {
+    let options = WatchOptions::for_files(
+        "tls-cert",
+        [resolver.cert_path.as_path(), resolver.key_path.as_path()],
+        DEBOUNCE,
+        poll_interval,
+    );
+    watch_files(options, move || {
+        resolver.reload_if_changed();
     })
 }

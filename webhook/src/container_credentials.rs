@@ -14,12 +14,10 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use certs::watch::{watch_files, FileWatch, WatchError, WatchOptions};
 use serde_json::Value;
 
 /// A `(namespace, serviceAccount)` pair listed in the file.
@@ -212,76 +210,28 @@ impl ContainerCredentials {
 /// Events within this window are handled by one reload.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
-enum Signal {
-    FileEvent,
-    Stop,
-}
-
-/// Keeps the watch alive; dropping it stops the watcher thread.
-pub struct FileWatch {
-    _watcher: notify::RecommendedWatcher,
-    signals: mpsc::Sender<Signal>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for FileWatch {
-    fn drop(&mut self) {
-        let _ = self.signals.send(Signal::Stop);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Load `path` now, then reload on any event in its directory and every `poll_interval`.
 /// Failure to watch the directory is an error (upstream: fatal).
 pub fn watch(
     credentials: Arc<ContainerCredentials>,
     path: PathBuf,
     poll_interval: Duration,
-) -> Result<FileWatch, notify::Error> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let (signals, receiver) = mpsc::channel();
-    let events = signals.clone();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = events.send(Signal::FileEvent);
-        }
-    })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+) -> Result<FileWatch, WatchError> {
+    let options = WatchOptions::for_files(
+        "container-credentials",
+        [path.as_path()],
+        DEBOUNCE,
+        poll_interval,
+    );
     tracing::info!(
         "Watching container credentials config file {}",
         path.display()
     );
     credentials.load_file(&path);
-    let thread = std::thread::Builder::new()
-        .name("cc-config-watch".into())
-        .spawn(move || loop {
-            match receiver.recv_timeout(poll_interval) {
-                Ok(Signal::FileEvent) => {
-                    std::thread::sleep(DEBOUNCE);
-                    while let Ok(signal) = receiver.try_recv() {
-                        if matches!(signal, Signal::Stop) {
-                            return;
-                        }
-                    }
-                    credentials.load_file(&path);
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    credentials.load_file(&path);
-                }
-                Ok(Signal::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            }
-        })
-        .map_err(notify::Error::io)?;
-    Ok(FileWatch {
-        _watcher: watcher,
-        signals,
-        thread: Some(thread),
-    })
+    let watch = watch_files(options, move || {
+        credentials.load_file(&path);
+    })?;
+    Ok(watch)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ struct Running {
     cache: Arc<ServiceAccountCache>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _watch: certs::CertWatcher,
+    _watch: certs::FileWatch,
 }
 
 fn write_pair(dir: &Path, pair: &certs::IssuedCertificate) {

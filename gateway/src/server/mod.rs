@@ -31,7 +31,7 @@ pub enum ServeError {
     #[error("cannot start a thread or runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot watch the config files: {0}")]
-    Watch(notify::Error),
+    Watch(certs::WatchError),
     #[error("admin server: {0}")]
     Admin(std::io::Error),
 }
@@ -57,7 +57,7 @@ pub struct Server {
     stop_tx: signal_watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     admin: tokio::task::JoinHandle<std::io::Result<()>>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watcher: Option<certs::FileWatch>,
 }
 
 impl Server {
