@@ -209,6 +209,7 @@ async fn serve(config: Config) -> Result<(), String> {
         tls: Some(resolver),
         max_request_bytes: config.max_request_bytes,
         enable_debugging_handlers: config.enable_debugging_handlers,
+        timeouts: Default::default(),
     });
     server::serve(
         state,

@@ -54,6 +54,24 @@ pub const LINGER_MAX_BYTES: u64 = 16 << 20;
 /// …for at most this long, before the connection is closed.
 pub const LINGER_MAX_TIME: Duration = Duration::from_secs(2);
 
+/// How long slow clients may take; [`ClientTimeouts::default`] holds the constants above (tests shorten them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    pub header_read: Duration,
+    pub body_read: Duration,
+    pub tls_handshake: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        ClientTimeouts {
+            header_read: HEADER_READ_TIMEOUT,
+            body_read: BODY_READ_TIMEOUT,
+            tls_handshake: TLS_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
 /// Upstream's debug deny body.
 const DEBUG_DENY_BODY: &str = r#"{"response":{"uid":"","allowed":false,"status":{"metadata":{},"message":"Test deny message"}}}"#;
 
@@ -67,6 +85,7 @@ pub struct AppState {
     pub tls: Option<Arc<certs::ReloadingCertResolver>>,
     pub max_request_bytes: usize,
     pub enable_debugging_handlers: bool,
+    pub timeouts: ClientTimeouts,
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
@@ -174,7 +193,8 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
     }
     let mut body = body;
     let mut collected = Vec::new();
-    let read = tokio::time::timeout(BODY_READ_TIMEOUT, async {
+    let body_read_timeout = state.timeouts.body_read;
+    let read = tokio::time::timeout(body_read_timeout, async {
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame?.into_data() {
                 if collected.len() + data.len() > limit {
@@ -196,7 +216,7 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
             state.metrics.admission("body_timeout");
             let mut response = text(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("request body not received within {BODY_READ_TIMEOUT:?}\n"),
+                format!("request body not received within {body_read_timeout:?}\n"),
             );
             response
                 .headers_mut()
@@ -329,10 +349,11 @@ pub struct Listeners {
 /// Header timeouts and HTTP/2 limits (axum-server turns hyper's header timeout off by default).
 fn limit_connections(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    timeouts: &ClientTimeouts,
 ) {
     builder
         .http1()
-        .header_read_timeout(Some(HEADER_READ_TIMEOUT))
+        .header_read_timeout(Some(timeouts.header_read))
         .max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
@@ -349,6 +370,7 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let timeouts = state.timeouts;
     let webhook_handle = axum_server::Handle::new();
     let metrics_handle = axum_server::Handle::new();
     let webhook_addr = listeners.webhook.local_addr()?;
@@ -358,18 +380,18 @@ pub async fn serve(
         axum_server::tls_rustls::from_tcp_rustls(listeners.webhook, rustls_config)?
             // Small admission responses must not wait for Nagle's delayed-ACK dance (Go sets this too).
             .map(|tls| {
-                tls.handshake_timeout(TLS_HANDSHAKE_TIMEOUT)
+                tls.handshake_timeout(timeouts.tls_handshake)
                     .acceptor(axum_server::accept::NoDelayAcceptor::new())
             })
-            .first_request_timeout(HEADER_READ_TIMEOUT)
+            .first_request_timeout(timeouts.header_read)
             .handle(webhook_handle.clone());
-    limit_connections(webhook_server.http_builder());
+    limit_connections(webhook_server.http_builder(), &timeouts);
     let webhook_server = webhook_server.serve(webhook_router(state.clone()).into_make_service());
     let mut metrics_server = axum_server::from_tcp(listeners.metrics)?
         .acceptor(axum_server::accept::NoDelayAcceptor::new())
-        .first_request_timeout(HEADER_READ_TIMEOUT)
+        .first_request_timeout(timeouts.header_read)
         .handle(metrics_handle.clone());
-    limit_connections(metrics_server.http_builder());
+    limit_connections(metrics_server.http_builder(), &timeouts);
     let metrics_server = metrics_server.serve(metrics_router(state).into_make_service());
     tracing::info!("Listening on {webhook_addr}");
     tracing::info!("Listening on {metrics_addr} for metrics");

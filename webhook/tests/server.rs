@@ -17,7 +17,7 @@ use webhook::cache::{AnnotationDefaults, LiveIdentities, ServiceAccountCache};
 use webhook::container_credentials::ContainerCredentials;
 use webhook::metrics::Metrics;
 use webhook::mutate::{ContainerCredentialsSettings, MutateConfig};
-use webhook::server::{self, AppState, Listeners};
+use webhook::server::{self, AppState, ClientTimeouts, Listeners};
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/s3-reader";
 const MAX_BODY: usize = 64 * 1024;
@@ -59,6 +59,10 @@ fn mutate_config() -> MutateConfig {
 }
 
 async fn start() -> Running {
+    start_with(ClientTimeouts::default()).await
+}
+
+async fn start_with(timeouts: ClientTimeouts) -> Running {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let ca = certs::generate_ca("test CA").unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -103,6 +107,7 @@ async fn start() -> Running {
         tls: Some(resolver),
         max_request_bytes: MAX_BODY,
         enable_debugging_handlers: true,
+        timeouts,
     });
     let webhook_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let metrics_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -625,5 +630,108 @@ async fn a_client_still_sending_a_too_large_body_reads_the_413() {
             "declared={declared}: {read:?}, reply {reply:?}"
         );
     }
+    running.stop().await;
+}
+
+/// Short client timeouts, so the tests below see them fire.
+fn short_timeouts() -> ClientTimeouts {
+    ClientTimeouts {
+        header_read: Duration::from_millis(300),
+        body_read: Duration::from_millis(300),
+        tls_handshake: Duration::from_millis(300),
+    }
+}
+
+/// Reads until the server closes the connection; fails if it is still open after 10 s (30× the timeout).
+async fn read_until_closed(stream: &mut (impl tokio::io::AsyncRead + Unpin), what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut reply = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut reply)).await {
+        Ok(_) => String::from_utf8_lossy(&reply).into_owned(),
+        Err(_) => panic!("{what}: the server kept the connection open; read so far {reply:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_the_tls_handshake_is_disconnected() {
+    let running = start_with(short_timeouts()).await;
+    // TCP connected, no ClientHello ever sent.
+    let mut tcp = tokio::net::TcpStream::connect(running.webhook)
+        .await
+        .unwrap();
+    let reply = read_until_closed(&mut tcp, "stalled handshake").await;
+    assert!(reply.is_empty(), "{reply:?}");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_its_headers_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let running = start_with(short_timeouts()).await;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(running.tls_trusting_ca()));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    // Both the first request of a connection and a later one on a kept-alive connection.
+    for earlier_requests in [0, 1] {
+        let tcp = tokio::net::TcpStream::connect(running.webhook)
+            .await
+            .unwrap();
+        let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+        for _ in 0..earlier_requests {
+            tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .await
+                .unwrap();
+            let mut head = [0u8; 12];
+            tokio::io::AsyncReadExt::read_exact(&mut tls, &mut head)
+                .await
+                .unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200");
+            // Let the rest of that reply arrive before stalling.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tls.write_all(b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Ty")
+            .await
+            .unwrap();
+        let reply = read_until_closed(&mut tls, "stalled headers").await;
+        assert!(
+            !reply.contains("HTTP/1.1 200 OK\r\ncontent-type: application/json"),
+            "earlier_requests={earlier_requests}: a half-sent request was answered: {reply:?}"
+        );
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_in_its_body_gets_408_and_the_connection_closes() {
+    use tokio::io::AsyncWriteExt;
+    let running = start_with(short_timeouts()).await;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(running.tls_trusting_ca()));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(running.webhook)
+        .await
+        .unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let body = review("stalled-body");
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.write_all(&body.as_bytes()[..body.len() / 2])
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let reply = read_until_closed(&mut tls, "stalled body").await;
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply:?}");
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply:?}"
+    );
+    let metrics = get_text(&running.client(), running.metrics_url("/metrics")).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == r#"podcred_webhook_admissions_total{outcome="body_timeout"} 1"#),
+        "no body_timeout admission counted:\n{metrics}"
+    );
     running.stop().await;
 }
