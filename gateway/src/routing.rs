@@ -3,6 +3,9 @@
 //! Precedence follows Gateway API: among matching rules, an Exact path beats a PathPrefix, which beats a
 //! RegularExpression (implementation-specific in the spec); then the longer path value; then a method match;
 //! then more header matches; then more query-parameter matches; then the route that comes first in the files.
+//!
+//! A [`RouteRule`] (and each of its [`WeightedBackend`]s) carries its compiled HTTPRoute filters
+//! ([`crate::model::filters`]); routing itself never looks at them.
 
 use std::sync::Arc;
 use std::time::Duration;

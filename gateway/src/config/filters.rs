@@ -153,6 +153,13 @@ impl At<'_> {
         self.report
             .error(format!("{}: {field}: {problem}", self.what));
     }
+
+    /// A value Gateway API lets an implementation refuse, with the route's `Accepted=False` reason
+    /// `UnsupportedValue` (a filter type, scheme, status code or path modifier type podcred does not serve).
+    /// An error like the others today; kept apart so route status can give that reason.
+    fn unsupported(&mut self, field: &str, problem: impl std::fmt::Display) {
+        self.error(field, problem);
+    }
 }
 
 /// Compiles one filter list (`field` is its path, e.g. `spec.rules[0].filters`). `prefix_match` is the rule's
@@ -187,7 +194,7 @@ pub(super) fn compile(
             }
         }
         if !SUPPORTED_FILTERS.contains(&filter_type) {
-            at.error(
+            at.unsupported(
                 &format!("{field}.type"),
                 format_args!(
                     "{filter_type:?} is not a supported filter type (supported: {})",
@@ -248,7 +255,7 @@ pub(super) fn compile(
                     }
                 }
             },
-            "RequestRedirect" if level == FilterLevel::BackendRef => at.error(
+            "RequestRedirect" if level == FilterLevel::BackendRef => at.unsupported(
                 &format!("{field}.type"),
                 "RequestRedirect is not supported in backendRefs[].filters (the gateway answers a redirect before it picks a backend); put it in the rule's filters, without backendRefs",
             ),
@@ -288,8 +295,7 @@ fn header_modifier(
             at.error(
                 &name_field,
                 format_args!(
-                    "{:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~, at most {MAX_HEADER_NAME})",
-                    name.escape_debug().to_string()
+                    "{name:?} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~, at most {MAX_HEADER_NAME})"
                 ),
             );
             return None;
@@ -357,8 +363,9 @@ fn header_modifier(
 }
 
 /// Gateway API's `PreciseHostname`: a lower-case RFC 1123 DNS name, no wildcard, no port.
-fn hostname(raw: &Option<String>, field: &str, at: &mut At<'_>) -> Result<Option<String>, ()> {
-    let Some(name) = raw else { return Ok(None) };
+/// None when absent or invalid (then reported).
+fn hostname(raw: &Option<String>, field: &str, at: &mut At<'_>) -> Option<String> {
+    let name = raw.as_ref()?;
     let label_ok = |label: &str| {
         !label.is_empty()
             && label.len() <= 63
@@ -372,13 +379,12 @@ fn hostname(raw: &Option<String>, field: &str, at: &mut At<'_>) -> Result<Option
         at.error(
             &format!("{field}.hostname"),
             format_args!(
-                "{:?} is not a hostname (lower-case RFC 1123 DNS name, without port or wildcard)",
-                name.escape_debug().to_string()
+                "{name:?} is not a hostname (lower-case RFC 1123 DNS name, without port or wildcard)"
             ),
         );
-        return Err(());
+        return None;
     }
-    Ok(Some(name.clone()))
+    Some(name.clone())
 }
 
 fn path_modifier(
@@ -395,44 +401,39 @@ fn path_modifier(
         );
         return None;
     };
-    let (value, other) = match kind {
+    // (the field this type reads, its value; the other type's field, that type, its value)
+    let ((key, value), (other_key, other_kind, other_value)) = match kind {
         "ReplaceFullPath" => (
-            &raw.replace_full_path,
-            ("replacePrefixMatch", &raw.replace_prefix_match),
+            ("replaceFullPath", &raw.replace_full_path),
+            (
+                "replacePrefixMatch",
+                "ReplacePrefixMatch",
+                &raw.replace_prefix_match,
+            ),
         ),
         "ReplacePrefixMatch" => (
-            &raw.replace_prefix_match,
-            ("replaceFullPath", &raw.replace_full_path),
+            ("replacePrefixMatch", &raw.replace_prefix_match),
+            ("replaceFullPath", "ReplaceFullPath", &raw.replace_full_path),
         ),
         other => {
-            at.error(
+            at.unsupported(
                 &format!("{field}.type"),
                 format_args!("{other:?} is not ReplaceFullPath or ReplacePrefixMatch"),
             );
             return None;
         }
     };
-    let value_key = if kind == "ReplaceFullPath" {
-        "replaceFullPath"
-    } else {
-        "replacePrefixMatch"
-    };
     let mut ok = true;
-    if other.1.is_some() {
-        let owner = if other.0 == "replaceFullPath" {
-            "ReplaceFullPath"
-        } else {
-            "ReplacePrefixMatch"
-        };
+    if other_value.is_some() {
         at.error(
-            &format!("{field}.{}", other.0),
-            format_args!("must be omitted unless type is {owner}"),
+            &format!("{field}.{other_key}"),
+            format_args!("must be omitted unless type is {other_kind}"),
         );
         ok = false;
     }
     let Some(value) = value else {
         at.error(
-            &format!("{field}.{value_key}"),
+            &format!("{field}.{key}"),
             format_args!("missing; required for type {kind}"),
         );
         return None;
@@ -445,10 +446,9 @@ fn path_modifier(
         && value.parse::<http::uri::PathAndQuery>().is_ok();
     if !empty_allowed && !valid_path {
         at.error(
-            &format!("{field}.{value_key}"),
+            &format!("{field}.{key}"),
             format_args!(
-                "{:?} is not a URL path (must start with '/', at most {MAX_PATH} characters, no spaces, query or fragment)",
-                value.escape_debug().to_string()
+                "{value:?} is not a URL path (must start with '/', at most {MAX_PATH} characters, no spaces, query or fragment)",
             ),
         );
         ok = false;
@@ -476,7 +476,7 @@ fn url_rewrite(
     at: &mut At<'_>,
 ) -> Option<UrlRewrite> {
     let errors_before = at.report.error_count();
-    let hostname = hostname(&raw.hostname, field, at).ok().flatten();
+    let hostname = hostname(&raw.hostname, field, at);
     let path = raw
         .path
         .as_ref()
@@ -496,17 +496,14 @@ fn redirect(
         Some("http") => Some(Scheme::Http),
         Some("https") => Some(Scheme::Https),
         Some(other) => {
-            at.error(
+            at.unsupported(
                 &format!("{field}.scheme"),
-                format_args!(
-                    "{:?} is not http or https",
-                    other.escape_debug().to_string()
-                ),
+                format_args!("{other:?} is not http or https"),
             );
             None
         }
     };
-    let hostname = hostname(&raw.hostname, field, at).ok().flatten();
+    let hostname = hostname(&raw.hostname, field, at);
     let path = raw
         .path
         .as_ref()
@@ -528,7 +525,7 @@ fn redirect(
         None => 302,
         Some(code @ (301 | 302 | 303 | 307 | 308)) => code as u16,
         Some(other) => {
-            at.error(
+            at.unsupported(
                 &format!("{field}.statusCode"),
                 format_args!("{other} is not one of 301, 302, 303, 307, 308"),
             );
