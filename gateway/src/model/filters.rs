@@ -1,5 +1,5 @@
 //! HTTPRoute filters as the request pipeline applies them (Gateway API `HTTPRouteFilter`,
-//! https://gateway-api.sigs.k8s.io/reference/spec/#httproutefilter): what a rule, or one of its `backendRefs`,
+//! <https://gateway-api.sigs.k8s.io/reference/spec/#httproutefilter>): what a rule, or one of its `backendRefs`,
 //! does to a request besides routing it. Pure; imports nothing from the rest of the crate.
 //!
 //! Contract:
