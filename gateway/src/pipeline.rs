@@ -3,12 +3,17 @@
 //!
 //! [`serve`] runs named steps; each returns `Result<_, ClientReply>`, the error being the client's answer:
 //!
-//! 1. [`route`] — host, path, method, headers, query → an HTTPRoute rule and a weighted Backend (404, 500)
+//! 1. [`route`] — host, path, method, headers, query → an HTTPRoute rule (404); a rule with a `RequestRedirect`
+//!    filter is answered here ([`redirect`]); else [`pick`] a weighted Backend (500). The rule's and the
+//!    backend's request filters then give the headers and path the function sees (`model::filters`).
 //! 2. [`read_body`] — the body, within the Backend's payload limit and the body read timeout (413, 408, 400)
 //! 3. [`build_event`] — the Lambda event for the Backend's request mode (400, 413)
 //! 4. [`usable_credentials`] — credentials valid now, or 503 without calling Lambda
 //! 5. [`sign`] — the signed Invoke request (500 if the credentials cannot be sent)
 //! 6. [`invoke`] — Lambda's answer within the route's timeout (504, 502), mapped by [`response::map_reply`]
+//!
+//! The rule's and the backend's `ResponseHeaderModifier` filters edit every reply of a matched rule (after the
+//! function's headers were sanitised). A rule without filters costs two emptiness checks and copies nothing.
 //!
 //! Then every request is counted in the metrics and, with `--access-log`, logged once with its request id;
 //! details kept out of client-visible errors (endpoints, SDK errors, Lambda's messages) go to that log line.
@@ -25,8 +30,10 @@ use crate::credentials::{CredentialCell, CredentialState, Held};
 use crate::event::{self, EventInput};
 use crate::invoke;
 use crate::metrics::RouteHandles;
+use crate::model::filters::{self, RedirectFrom, RewrittenRequest};
 use crate::model::{
-    Backend, ClientReply, FunctionRef, InvocationMode, LambdaReply, Outcome, RequestEvent,
+    Backend, ClientReply, FunctionRef, InvocationMode, LambdaReply, Outcome, Redirect,
+    RequestEvent, Scheme,
 };
 use crate::response;
 use crate::routing::{parse_query, PathMatch, RequestView, RouteRule, WeightedBackend};
@@ -105,35 +112,55 @@ where
         query: &query,
     };
 
-    let (reply, matched, close_connection) = match route(&runtime, &view) {
-        Err(reply) => (reply, None, false),
-        Ok(matched) => {
-            let steps = Steps {
-                gw,
-                runtime: &runtime,
-                matched: &matched,
-                view: &view,
-                parts: &parts,
-                peer,
-                request_id,
-            };
-            let (reply, close) = match steps.run(body).await {
-                Ok(reply) => (reply, false),
-                Err(Refusal { reply, close }) => (reply, close),
-            };
-            (reply, Some(matched), close)
-        }
+    let (mut reply, rule, picked, close_connection) = match route(&runtime, &view) {
+        Err(reply) => (reply, None, None, false),
+        Ok(rule) => match &rule.filters.redirect {
+            Some(to) => {
+                let listener_port = runtime.config.listener_port.or_else(|| host_port(&parts));
+                let reply = redirect(to, &view, &parts, listener_port);
+                (reply, Some(rule), None, false)
+            }
+            None => match pick(rule) {
+                Err(reply) => (reply, Some(rule), None, false),
+                Ok(picked) => {
+                    let matched = Matched { rule, picked };
+                    let rewritten = rewrite_request(&matched, &view);
+                    let (path, event_headers) = match &rewritten {
+                        Some(r) => (&*r.path, r.headers.as_slice()),
+                        None => (view.path, view.headers),
+                    };
+                    let steps = Steps {
+                        gw,
+                        runtime: &runtime,
+                        matched: &matched,
+                        view: &view,
+                        path,
+                        event_headers,
+                        parts: &parts,
+                        peer,
+                        request_id,
+                    };
+                    let (reply, close) = match steps.run(body).await {
+                        Ok(reply) => (reply, false),
+                        Err(Refusal { reply, close }) => (reply, close),
+                    };
+                    (reply, Some(rule), Some(picked), close)
+                }
+            },
+        },
     };
+    if let Some(rule) = rule {
+        let backend_filters = picked.map(|p| &p.filters);
+        let modifiers = [Some(&rule.filters), backend_filters]
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.response_headers.as_ref());
+        for modifier in modifiers {
+            modifier.apply_to_response(&mut reply.headers);
+        }
+    }
     let reply = reply.with_request_id(request_id.as_str());
-    record(
-        gw,
-        &view,
-        matched.as_ref(),
-        &reply,
-        request_id,
-        peer,
-        started,
-    );
+    record(gw, &view, rule, picked, &reply, request_id, peer, started);
     Served {
         reply,
         close_connection,
@@ -160,6 +187,9 @@ struct Steps<'a> {
     runtime: &'a Runtime,
     matched: &'a Matched<'a>,
     view: &'a RequestView<'a>,
+    /// The path and headers the function sees: the request's, or what the request filters made of them.
+    path: &'a str,
+    event_headers: &'a [(&'a str, &'a str)],
     parts: &'a http::request::Parts,
     peer: SocketAddr,
     request_id: RequestId,
@@ -234,9 +264,9 @@ pub fn host_without_port(host: &str) -> &str {
     }
 }
 
-/// Step 1: the rule and the backend that serve this request.
-fn route<'a>(runtime: &'a Runtime, view: &RequestView<'_>) -> Result<Matched<'a>, ClientReply> {
-    let rule = runtime.config.routes.resolve(view).ok_or_else(|| {
+/// Step 1: the rule that serves this request.
+fn route<'a>(runtime: &'a Runtime, view: &RequestView<'_>) -> Result<&'a RouteRule, ClientReply> {
+    runtime.config.routes.resolve(view).ok_or_else(|| {
         ClientReply::error(
             404,
             Outcome::NoRoute,
@@ -247,16 +277,67 @@ fn route<'a>(runtime: &'a Runtime, view: &RequestView<'_>) -> Result<Matched<'a>
             "no HTTPRoute matches {} {} (host {:?})",
             view.method, view.path, view.host
         ))
-    })?;
-    let picked = rule.pick(rand::random()).ok_or_else(|| {
+    })
+}
+
+/// Step 1, rules with a `RequestRedirect` filter: the gateway's own answer. The gateway serves plain HTTP, so
+/// that is the request's scheme.
+fn redirect(
+    to: &Redirect,
+    view: &RequestView<'_>,
+    parts: &http::request::Parts,
+    listener_port: Option<u16>,
+) -> ClientReply {
+    let from = RedirectFrom {
+        scheme: Scheme::Http,
+        host: view.host,
+        path: view.path,
+        query: parts.uri.query(),
+        listener_port,
+    };
+    ClientReply::redirect(to.status, to.location(&from))
+}
+
+/// The port the client put in `Host` (or the request target): the listener port when no Gateway names one.
+fn host_port(parts: &http::request::Parts) -> Option<u16> {
+    let raw = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
+    let port = match raw.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:")?.1,
+        None => raw.rsplit_once(':')?.1,
+    };
+    port.parse().ok()
+}
+
+/// Step 1, the other rules: a backend by weight.
+fn pick(rule: &RouteRule) -> Result<&WeightedBackend, ClientReply> {
+    rule.pick(rand::random()).ok_or_else(|| {
         ClientReply::error(
             500,
             Outcome::NoBackend,
             "NoBackend",
             "the matching route rule has no backend with a positive weight",
         )
-    })?;
-    Ok(Matched { rule, picked })
+    })
+}
+
+/// The rule's, then the backend's request filters; None (nothing copied) when neither has any.
+fn rewrite_request<'a>(
+    matched: &Matched<'a>,
+    view: &RequestView<'a>,
+) -> Option<RewrittenRequest<'a>> {
+    let (rule, backend) = (&matched.rule.filters, &matched.picked.filters);
+    if rule.request.is_empty() && backend.request.is_empty() {
+        return None;
+    }
+    Some(filters::rewrite_request(
+        rule.request.iter().chain(&backend.request),
+        view.path,
+        view.headers,
+    ))
 }
 
 fn too_large(limit: usize, invocation: InvocationMode) -> ClientReply {
@@ -331,6 +412,8 @@ fn build_event(steps: &Steps<'_>, body: &[u8]) -> Result<Bytes, ClientReply> {
         gw,
         matched,
         view,
+        path,
+        event_headers,
         parts,
         peer,
         request_id,
@@ -361,9 +444,9 @@ fn build_event(steps: &Steps<'_>, body: &[u8]) -> Result<Bytes, ClientReply> {
     };
     let input = EventInput {
         method: view.method,
-        path: view.path,
+        path,
         raw_query: parts.uri.query(),
-        headers: view.headers,
+        headers: event_headers,
         body,
         source_ip: &source_ip,
         request_id: request_id.as_str(),
@@ -475,18 +558,21 @@ async fn invoke(
 }
 
 /// Metrics and the access log line.
+#[allow(clippy::too_many_arguments)]
 fn record(
     gw: &Gateway,
     view: &RequestView<'_>,
-    matched: Option<&Matched<'_>>,
+    rule: Option<&RouteRule>,
+    picked: Option<&WeightedBackend>,
     reply: &ClientReply,
     request_id: RequestId,
     peer: SocketAddr,
     started: Instant,
 ) {
-    let (route, function, handles): (&str, &str, Option<&RouteHandles>) = match matched {
-        Some(m) => (m.rule.label(), &m.backend().arn, Some(&m.picked.metrics)),
-        None => ("-", "-", None),
+    let route = rule.map_or("-", RouteRule::label);
+    let (function, handles): (&str, Option<&RouteHandles>) = match picked {
+        Some(p) => (&p.backend.arn, Some(&p.metrics)),
+        None => ("-", None),
     };
     let elapsed = started.elapsed();
     gw.metrics.record_request(

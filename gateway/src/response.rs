@@ -33,6 +33,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::model::filters::is_hop_by_hop_or_framing;
 use crate::model::{ClientReply, FunctionRef, InvocationMode, LambdaReply, Outcome, ResponseMode};
 
 /// Lambda's error message from a JSON error body (`message` or `Message`), if any.
@@ -301,20 +302,6 @@ impl Unwrapped {
             dropped,
         }
     }
-}
-
-/// Hop-by-hop and message-framing headers: the gateway frames the client's response itself.
-fn is_hop_by_hop_or_framing(lower_name: &str) -> bool {
-    matches!(
-        lower_name,
-        "content-length"
-            | "transfer-encoding"
-            | "connection"
-            | "keep-alive"
-            | "upgrade"
-            | "te"
-            | "trailer"
-    ) || lower_name.starts_with("proxy-")
 }
 
 /// Keeps the headers a client may receive from a function; reports the others.

@@ -3,13 +3,16 @@
 //! Precedence follows Gateway API: among matching rules, an Exact path beats a PathPrefix, which beats a
 //! RegularExpression (implementation-specific in the spec); then the longer path value; then a method match;
 //! then more header matches; then more query-parameter matches; then the route that comes first in the files.
+//!
+//! A [`RouteRule`] (and each of its [`WeightedBackend`]s) carries its compiled HTTPRoute filters
+//! ([`crate::model::filters`]); routing itself never looks at them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
 
-use crate::model::Backend;
+use crate::model::{Backend, Filters};
 
 #[derive(Debug, Clone)]
 pub enum PathMatch {
@@ -122,6 +125,8 @@ pub struct WeightedBackend {
     pub weight: u32,
     /// This rule's metric series for this backend, resolved on first use.
     pub metrics: crate::metrics::RouteHandles,
+    /// `backendRefs[].filters`: applied after the rule's filters when this backend is picked.
+    pub filters: Filters,
 }
 
 /// One HTTPRoute rule, compiled.
@@ -134,6 +139,8 @@ pub struct RouteRule {
     pub hostnames: Vec<String>,
     pub matches: Vec<RequestMatch>,
     pub backends: Vec<WeightedBackend>,
+    /// `rules[].filters`. A rule with a redirect has no backends: the gateway answers it.
+    pub filters: Filters,
     pub timeout: Duration,
     /// Position of the HTTPRoute in the files (the final tie-breaker).
     pub order: usize,

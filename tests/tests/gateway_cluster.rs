@@ -262,6 +262,74 @@ async fn the_seeds_objects_applied_to_the_cluster_are_served_and_edits_follow() 
     assert_eq!(post(gateway.addr, "/echo2").1, SEED_RESPONSE);
     assert_eq!(post(gateway.addr, "/echo").0, 404, "the old path is gone");
 
+    // Filters through the API server (its CRD validates them and defaults the redirect's statusCode; the
+    // compiler of file mode serves them): a response header on the seed's rule, and a redirect rule.
+    let backend_ref = json!({"name": "lambda", "namespace": "kgateway-system", "group": "gateway.kgateway.dev", "kind": "Backend"});
+    let seed_rule = json!({"matches": [{"path": {"type": "PathPrefix", "value": "/echo2"}}],
+        "filters": [{"type": "ResponseHeaderModifier",
+            "responseHeaderModifier": {"set": [{"name": "x-filtered", "value": "from-the-cluster"}]}}],
+        "backendRefs": [backend_ref]});
+    let redirect_rule = json!({"matches": [{"path": {"type": "PathPrefix", "value": "/old"}}],
+        "filters": [{"type": "RequestRedirect",
+            "requestRedirect": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/echo2"}}}]});
+    let filtered = json!({"spec": {"rules": [seed_rule, redirect_rule]}});
+    routes
+        .patch("lambda", &PatchParams::default(), &Patch::Merge(&filtered))
+        .await
+        .expect("patch the HTTPRoute with filters");
+    wait_for_status(&gateway, "/old/x", 302, Duration::from_secs(2));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirected = client.get(gateway.url("/old/x?q=1")).send().await.unwrap();
+    assert_eq!(redirected.status(), 302, "the CRD's default statusCode");
+    // The seed's Gateway listens on 8080: that is the Location's port.
+    assert_eq!(
+        redirected.headers()["location"],
+        "http://127.0.0.1:8080/echo2/x?q=1"
+    );
+    let filtered_reply = client
+        .post(gateway.url("/echo2"))
+        .header("content-type", "application/json")
+        .body(SEED_BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(filtered_reply.headers()["x-filtered"], "from-the-cluster");
+    assert_eq!(filtered_reply.text().await.unwrap(), SEED_RESPONSE);
+
+    // A filter type podcred does not implement: rejected with the field named, the last good one serves.
+    let mut mirrored = filtered.clone();
+    mirrored["spec"]["rules"][0]["filters"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "RequestMirror", "requestMirror": {"backendRef": {"name": "mirror", "port": 80}}}));
+    routes
+        .patch("lambda", &PatchParams::default(), &Patch::Merge(&mirrored))
+        .await
+        .expect("the API server accepts RequestMirror");
+    let expected = "HTTPRoute kgateway-system/lambda: spec.rules[0].filters[1].type: \"RequestMirror\" is not a supported filter type (supported: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite)";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gateway.log().contains(expected) {
+        assert!(
+            Instant::now() < deadline,
+            "no rejection logged within 5 s; log:\n{}",
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        post(gateway.addr, "/old/x").0,
+        302,
+        "the last good configuration serves"
+    );
+    routes
+        .patch("lambda", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch the HTTPRoute back");
+    wait_for_status(&gateway, "/old/x", 404, Duration::from_secs(2));
+
     // Delete the Backend: the configuration is rejected, the problem is logged, the last good one serves.
     let backends: Api<DynamicObject> = api_for(
         &admin,

@@ -1,8 +1,9 @@
 //! Gateway API `HTTPRoute` (`gateway.networking.k8s.io/v1`, `v1beta1`): the typed object and its compilation
 //! to [`RouteRule`]s — parent Gateways and listeners, hostnames, matches (path, method, headers, query
-//! parameters), weighted kgateway `Backend` references, and timeouts.
+//! parameters), weighted kgateway `Backend` references, timeouts, and filters (`rules[].filters` and
+//! `rules[].backendRefs[].filters`, compiled by [`filters`]).
 //!
-//! Not implemented (reported as unsupported fields): `filters`, `retry`, `sessionPersistence`.
+//! Not implemented (reported as unsupported fields): `retry`, `sessionPersistence`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -12,10 +13,11 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::duration::parse_duration;
+use super::filters::{self, FilterLevel, HttpRouteFilter};
 use super::gateway::Listeners;
 use super::meta::ObjectMeta;
 use super::report::Report;
-use crate::model::Backend;
+use crate::model::{Backend, Filters, RequestEvent};
 use crate::routing::{
     HeaderMatch, PathMatch, QueryMatch, RequestMatch, RouteRule, StringMatch, WeightedBackend,
 };
@@ -63,6 +65,7 @@ pub struct HttpRouteRule {
     pub matches: Option<Vec<HttpRouteMatch>>,
     pub backend_refs: Option<Vec<HttpBackendRef>>,
     pub timeouts: Option<HttpRouteTimeouts>,
+    pub filters: Option<Vec<HttpRouteFilter>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -104,6 +107,7 @@ pub struct HttpBackendRef {
     pub port: Option<i64>,
     /// 0–1,000,000, default 1; a wider type so an out-of-range number gets our message.
     pub weight: Option<i64>,
+    pub filters: Option<Vec<HttpRouteFilter>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -172,8 +176,27 @@ pub(super) fn compile(
             matches.push(RequestMatch::default_prefix());
         }
 
+        // `ReplacePrefixMatch` replaces what the rule's one PathPrefix match matched (Gateway API allows it
+        // only then); no `matches` means PathPrefix `/`.
+        let prefix_match = match matches.as_slice() {
+            [only] if raw_matches.len() <= 1 => match &only.path {
+                PathMatch::Prefix(prefix) => Some(prefix.as_str()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let filter_field = format!("{field}.filters");
+        let filters = filters::compile(
+            rule.filters.as_deref().unwrap_or_default(),
+            FilterLevel::Rule,
+            prefix_match,
+            &what,
+            &filter_field,
+            report,
+        );
+
         let refs = rule.backend_refs.as_deref().unwrap_or_default();
-        let backends = refs
+        let backends: Vec<WeightedBackend> = refs
             .iter()
             .enumerate()
             .filter_map(|(bi, r)| {
@@ -182,15 +205,39 @@ pub(super) fn compile(
                     &what,
                     namespace,
                     &format!("{field}.backendRefs[{bi}]"),
+                    prefix_match,
                     referents,
                     report,
                 )
             })
             .collect();
-        if refs.is_empty() {
+        // Also when the redirect itself was rejected: the rule is meant to be answered by the gateway.
+        let redirect_rule = rule
+            .filters
+            .iter()
+            .flatten()
+            .any(|f| f.filter_type.as_deref() == Some("RequestRedirect"));
+        if redirect_rule {
+            if !refs.is_empty() {
+                report.error(format!(
+                    "{what}: {field}.backendRefs: a rule with a RequestRedirect filter must not have backendRefs (Gateway API): the gateway answers it"
+                ));
+            }
+        } else if refs.is_empty() {
             report.warn(format!(
                 "{what}: {field}.backendRefs: empty; matching requests get 500 (Gateway API)"
             ));
+        }
+        if !filters.request.is_empty() {
+            if let Some(raw) = backends
+                .iter()
+                .find(|b| b.backend.request_event == RequestEvent::Raw)
+            {
+                report.warn(format!(
+                    "{what}: {filter_field}: Backend {} passes only the request body to its function (payloadTransformMode None), so the function does not see the headers or path these filters change",
+                    raw.backend.id
+                ));
+            }
         }
         let timeout = rule
             .timeouts
@@ -206,6 +253,7 @@ pub(super) fn compile(
             hostnames: hostnames.clone(),
             matches,
             backends,
+            filters,
             timeout,
             order,
         });
@@ -267,6 +315,7 @@ fn compile_backend_ref(
     what: &str,
     namespace: &str,
     field: &str,
+    prefix_match: Option<&str>,
     referents: &Referents<'_>,
     report: &mut Report,
 ) -> Option<WeightedBackend> {
@@ -291,11 +340,36 @@ fn compile_backend_ref(
             return None;
         }
     };
+    let filters = match &backend_ref.filters {
+        None => Filters::default(),
+        Some(raw) => {
+            let filter_field = format!("{field}.filters");
+            let filters = filters::compile(
+                raw,
+                FilterLevel::BackendRef,
+                prefix_match,
+                what,
+                &filter_field,
+                report,
+            );
+            let raw_event = referents
+                .backends
+                .get(&backend_id)
+                .is_some_and(|b| b.request_event == RequestEvent::Raw);
+            if raw_event && !filters.request.is_empty() {
+                report.warn(format!(
+                    "{what}: {filter_field}: Backend {backend_id} passes only the request body to its function (payloadTransformMode None), so the function does not see the headers or path these filters change"
+                ));
+            }
+            filters
+        }
+    };
     match referents.backends.get(&backend_id) {
         Some(backend) => Some(WeightedBackend {
             backend: backend.clone(),
             weight,
             metrics: Default::default(),
+            filters,
         }),
         None if referents.backend_ids.contains(&backend_id) => {
             report.error(format!(

@@ -21,7 +21,8 @@
 //! - `document`: YAML documents → typed objects, with the problems found on the way;
 //! - `objects`: [`ObjectSet`] and [`Kind`] (which kinds are read, and each kind's traced field schema);
 //! - one module per object kind — [`httproute`], [`gateway`], [`backend`], [`secret`] — its typed serde
-//!   structs (the manifest shape) and its compilation to the model;
+//!   structs (the manifest shape) and its compilation to the model; [`filters`] (HTTPRoute filters, used by
+//!   [`httproute`]);
 //! - `fields`: typed decoding with field paths, the traced known-field lists, unknown-field findings;
 //! - [`duration`] (Gateway API durations), `meta` (`metadata`, object ids), `options` ([`LoadOptions`]),
 //!   `report` (the problem report).
@@ -30,6 +31,7 @@ pub mod backend;
 mod document;
 pub mod duration;
 mod fields;
+pub mod filters;
 pub mod gateway;
 pub mod httproute;
 mod meta;
@@ -47,6 +49,7 @@ use crate::routing::RouteTable;
 
 pub use backend::{BackendObject, ANNOTATION_REQUEST_EVENT, ANNOTATION_RESPONSE_MODE};
 pub use duration::parse_duration;
+pub use filters::SUPPORTED_FILTERS;
 pub use gateway::GatewayObject;
 pub use httproute::HttpRouteObject;
 pub use meta::ObjectMeta;

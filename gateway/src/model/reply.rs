@@ -41,6 +41,8 @@ pub enum Outcome {
     Unreachable,
     /// A bug: the request could not be signed, or the handler panicked.
     Internal,
+    /// A `RequestRedirect` filter answered; no function was called.
+    Redirect,
 }
 
 impl Outcome {
@@ -65,6 +67,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Unreachable => "unreachable",
             Outcome::Internal => "internal",
+            Outcome::Redirect => "redirect",
         }
     }
 }
@@ -111,6 +114,17 @@ impl ClientReply {
             body: error_body(&error, None),
             outcome,
             error: Some(Box::new(error)),
+        }
+    }
+
+    /// A redirect the gateway answers itself: `status` (3xx), `location`, no body.
+    pub fn redirect(status: u16, location: String) -> ClientReply {
+        ClientReply {
+            status,
+            headers: vec![("location".into(), location)],
+            body: Bytes::new(),
+            outcome: Outcome::Redirect,
+            error: None,
         }
     }
 

@@ -67,8 +67,40 @@ fn config_yaml() -> String {
              backendRefs: [{{group: gateway.kgateway.dev, kind: Backend, name: {backend}{extra}}}]\n"
         );
     }
-    yaml
+    yaml + FILTER_ROUTES
 }
+
+/// Routes with filters (a second HTTPRoute, so the rule indexes of `r` stay as they are).
+const FILTER_ROUTES: &str = r#"---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: f, namespace: ns}
+spec:
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /filtered}}]
+    filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: X-Set, value: by-filter}], remove: [authorization]}
+    - type: URLRewrite
+      urlRewrite: {hostname: inside.example, path: {type: ReplacePrefixMatch, replacePrefixMatch: /inner}}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: x-ok, value: by-filter}], add: [{name: x-rule, value: "1"}]}
+    backendRefs:
+    - group: gateway.kgateway.dev
+      kind: Backend
+      name: envoy
+      filters:
+      - type: RequestHeaderModifier
+        requestHeaderModifier: {add: [{name: x-set, value: by-backend}]}
+      - type: ResponseHeaderModifier
+        responseHeaderModifier: {add: [{name: x-backend, value: envoy}]}
+  - matches: [{path: {type: PathPrefix, value: /moved}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {set: [{name: cache-control, value: no-store}]}
+"#;
 
 #[derive(Debug)]
 struct PinnedClock(SystemTime);
@@ -704,5 +736,88 @@ async fn requests_are_counted_per_route_function_status_and_outcome() {
             r#"gateway_requests_total{route="-",function="-",status="404",outcome="no_route"} 1"#,
             r#"gateway_requests_total{route="ns/r#0",function="arn:aws:lambda:us-east-1:123456789012:function:echo",status="200",outcome="ok"} 1"#,
         ]
+    );
+}
+
+/// The event Lambda was sent in the n-th call.
+fn sent_event(h: &Harness, n: usize) -> Value {
+    let seen = h.lambda.seen.lock().unwrap();
+    let body = futures::executor::block_on(seen[n].body().clone().collect())
+        .expect("a Full body")
+        .to_bytes();
+    serde_json::from_slice(&body).expect("JSON event")
+}
+
+#[tokio::test]
+async fn request_filters_change_the_event_and_rules_without_filters_see_the_request_as_sent() {
+    let h = harness(
+        ClientLimits::default(),
+        vec![
+            reply(
+                200,
+                &[],
+                r#"{"status_code":200,"headers":{"x-ok":"from-function"},"body":"ok"}"#,
+            ),
+            reply(200, &[], r#"{"status_code":200,"body":"ok"}"#),
+        ],
+    )
+    .await;
+    let headers = [
+        ("x-set", "from-client"),
+        ("authorization", "Bearer client-secret"),
+    ];
+    let answer = send(&h, post("/filtered/a?q=1", &headers, "{}")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let event = sent_event(&h, 0);
+    assert_eq!(event["raw_path"], "/inner/a?q=1", "{event}");
+    assert_eq!(event["headers"]["host"], "inside.example", "{event}");
+    // The rule's `set`, then the backendRef's `add`; the removed header never reaches the function.
+    assert_eq!(event["headers"]["x-set"], "by-filter,by-backend", "{event}");
+    assert!(event["headers"].get("authorization").is_none(), "{event}");
+    // Response filters run on the sanitised function response: the rule's, then the backend's.
+    assert_eq!(answer.header("x-ok"), Some("by-filter"));
+    assert_eq!(answer.header("x-rule"), Some("1"));
+    assert_eq!(answer.header("x-backend"), Some("envoy"));
+
+    // Routing saw the request as sent (the filters apply after matching), and a rule without filters passes
+    // the request through unchanged.
+    let answer = send(&h, post("/envoy/a", &headers, "{}")).await;
+    assert_eq!(answer.status, 200);
+    let event = sent_event(&h, 1);
+    assert_eq!(event["raw_path"], "/envoy/a", "{event}");
+    assert_eq!(event["headers"]["host"], "gw.example", "{event}");
+    assert_eq!(event["headers"]["x-set"], "from-client", "{event}");
+    assert_eq!(answer.header("x-rule"), None);
+}
+
+#[tokio::test]
+async fn a_redirect_is_answered_by_the_gateway_without_calling_lambda() {
+    let h = harness(ClientLimits::default(), vec![]).await;
+    let answer = send(&h, post("/moved/a/b?x=1", &[], "{}")).await;
+    assert_eq!(answer.status, 302);
+    assert_eq!(answer.outcome, Outcome::Redirect);
+    // No Gateway in this configuration: the port the client named is the listener's (none here).
+    assert_eq!(
+        answer.header("location"),
+        Some("http://gw.example/new/a/b?x=1")
+    );
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    assert!(answer.body.is_empty());
+
+    let mut request = post("/moved", &[], "");
+    request.headers_mut().insert(
+        http::header::HOST,
+        http::HeaderValue::from_static("gw.example:9000"),
+    );
+    let answer = send(&h, request).await;
+    assert_eq!(
+        answer.header("location"),
+        Some("http://gw.example:9000/new")
+    );
+    assert!(h.lambda.seen.lock().unwrap().is_empty());
+    let metrics = h.gateway.metrics.encode();
+    assert!(
+        metrics.contains(r#"gateway_requests_total{route="ns/f#1",function="-",status="302",outcome="redirect"} 2"#),
+        "{metrics}"
     );
 }
