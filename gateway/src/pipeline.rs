@@ -249,12 +249,25 @@ fn route<'a>(runtime: &'a Runtime, view: &RequestView<'_>) -> Result<Matched<'a>
         ))
     })?;
     let picked = rule.pick(rand::random()).ok_or_else(|| {
-        ClientReply::error(
-            500,
-            Outcome::NoBackend,
-            "NoBackend",
-            "the matching route rule has no backend with a positive weight",
-        )
+        if rule.unresolved_weight > 0 {
+            ClientReply::error(
+                500,
+                Outcome::NoBackend,
+                "BackendNotResolved",
+                "the backend this request was routed to cannot be resolved",
+            )
+            .with_detail(format!(
+                "{}: a backendRef of this rule cannot be resolved (see the HTTPRoute's status)",
+                rule.label()
+            ))
+        } else {
+            ClientReply::error(
+                500,
+                Outcome::NoBackend,
+                "NoBackend",
+                "the matching route rule has no backend with a positive weight",
+            )
+        }
     })?;
     Ok(Matched { rule, picked })
 }

@@ -134,6 +134,10 @@ pub struct RouteRule {
     pub hostnames: Vec<String>,
     pub matches: Vec<RequestMatch>,
     pub backends: Vec<WeightedBackend>,
+    /// The summed weight of `backendRefs` that could not be resolved (cluster mode: a missing Backend, a
+    /// reference no ReferenceGrant permits, a kind podcred does not serve). Gateway API: that share of the
+    /// requests gets 500.
+    pub unresolved_weight: u32,
     pub timeout: Duration,
     /// Position of the HTTPRoute in the files (the final tie-breaker).
     pub order: usize,
@@ -143,14 +147,16 @@ pub struct RouteRule {
 
 impl RouteRule {
     /// Picks a backend by weight; `roll` is a uniformly random u32 (injected for tests).
-    /// None when the rule has no backend with a positive weight (Gateway API: answer 500).
+    /// None when the rule has no backend with a positive weight, or the roll falls on the share of
+    /// unresolved references (Gateway API: answer 500).
     pub fn pick_backend(&self, roll: u32) -> Option<&Arc<Backend>> {
         self.pick(roll).map(|b| &b.backend)
     }
 
     /// [`RouteRule::pick_backend`], returning the weighted entry (with its metric handles).
     pub fn pick(&self, roll: u32) -> Option<&WeightedBackend> {
-        let total: u64 = self.backends.iter().map(|b| u64::from(b.weight)).sum();
+        let resolved: u64 = self.backends.iter().map(|b| u64::from(b.weight)).sum();
+        let total = resolved + u64::from(self.unresolved_weight);
         if total == 0 {
             return None;
         }
