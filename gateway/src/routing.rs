@@ -403,4 +403,19 @@ spec:
         assert_eq!(counts.get("ns/a"), Some(&90));
         assert_eq!(counts.get("ns/b"), Some(&10));
     }
+
+    #[test]
+    fn the_share_of_unresolved_backend_refs_answers_500() {
+        let config = compile(&[("r.yaml", ROUTES)], &LoadOptions::default()).expect("compiles");
+        let mut rule = config.routes.rules()[0].clone();
+        rule.unresolved_weight = 3;
+        let picked: Vec<bool> = (0..4u32).map(|roll| rule.pick(roll).is_some()).collect();
+        assert_eq!(
+            picked,
+            [true, false, false, false],
+            "1 resolved : 3 unresolved"
+        );
+        rule.backends.clear();
+        assert!((0..4u32).all(|roll| rule.pick(roll).is_none()));
+    }
 }

@@ -107,27 +107,10 @@ fn gateway_status(gateway: &Value, findings: &Findings, now: &str) -> Map<String
     let finding = findings.gateways.get(&gateway_id).unwrap_or(&empty);
     let valid = findings.valid_gateways.contains(&gateway_id);
     let errors = messages(findings.errors_about("Gateway", &gateway_id));
-    // podcred serves one port per Gateway: the lowest of its HTTP listeners.
-    let served_port = finding
-        .listeners
-        .iter()
-        .filter(|l| l.not_accepted.is_none())
-        .filter_map(|l| l.port)
-        .min();
     let mut listeners = Vec::new();
     let mut any_listener_invalid = false;
     for listener in &finding.listeners {
-        let not_accepted = listener.not_accepted.clone().or_else(|| {
-            (listener.port != served_port).then(|| {
-                (
-                    "PortUnavailable",
-                    format!(
-                        "podcred serves one port per Gateway ({}); this listener's port is not served",
-                        served_port.map(|p| p.to_string()).unwrap_or_default()
-                    ),
-                )
-            })
-        });
+        let not_accepted = listener.not_accepted.clone();
         let attached = attached_routes(findings, &gateway_id, &listener.name);
         let mut conditions = Vec::new();
         let accepted = not_accepted.is_none() && valid;

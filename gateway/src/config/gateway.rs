@@ -285,6 +285,32 @@ fn compile(
     Some(listeners)
 }
 
+/// Cluster mode, where each proxy serves one Gateway on one port: the listeners on other ports than the
+/// Gateway's lowest HTTP port are not served (`Accepted=False/PortUnavailable`) and take no routes.
+pub(super) fn serve_one_port_each(
+    listeners: &mut Listeners,
+    findings: &mut BTreeMap<String, GatewayFinding>,
+) {
+    for (id, http) in listeners.iter_mut() {
+        let Some(port) = http.iter().map(|l| l.port).min() else {
+            continue;
+        };
+        http.retain(|l| l.port == port);
+        for listener in findings
+            .get_mut(id)
+            .map(|f| f.listeners.as_mut_slice())
+            .unwrap_or_default()
+        {
+            if listener.not_accepted.is_none() && listener.port != Some(port) {
+                listener.not_accepted = Some((
+                    "PortUnavailable",
+                    format!("podcred serves one port per Gateway ({port}); this listener's port is not served"),
+                ));
+            }
+        }
+    }
+}
+
 /// Whether a listener admits HTTPRoutes, and the `allowedRoutes.kinds` entries podcred does not serve.
 /// Without `kinds`, an HTTP listener admits HTTPRoute (Gateway API: the protocol's default kinds).
 fn route_kinds(listener: &Listener) -> (bool, Vec<String>) {

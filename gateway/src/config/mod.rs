@@ -95,10 +95,13 @@ pub struct Findings {
     /// Gateways that compiled without errors.
     pub valid_gateways: BTreeSet<String>,
     /// Per HTTPRoute (`namespace/name`), per `parentRef` in spec order: where it attached, or why not.
-    pub parents: BTreeMap<String, Vec<(ParentReference, Result<Attachment, Problem>)>>,
+    pub parents: BTreeMap<String, Vec<ParentOutcome>>,
     /// HTTPRoutes whose rules are served.
     pub served_routes: BTreeSet<String>,
 }
+
+/// A `parentRef` and where it attached, or why not.
+pub type ParentOutcome = (ParentReference, Result<Attachment, Problem>);
 
 impl Findings {
     /// The errors about `kind` `object`.
@@ -238,7 +241,11 @@ fn compile_model(
         }
     }
     let since = report.error_count();
-    let (listeners, gateway_findings) = gateway::compile_all(&objects.gateways, &mut report);
+    let (mut listeners, mut gateway_findings) =
+        gateway::compile_all(&objects.gateways, &mut report);
+    if cluster {
+        gateway::serve_one_port_each(&mut listeners, &mut gateway_findings);
+    }
     let valid_gateways: BTreeSet<String> = listeners
         .keys()
         .filter(|id| !report.has_errors_about(since, "Gateway", id))
