@@ -3,9 +3,10 @@
 //!
 //! - GatewayClasses whose `spec.controllerName` is ours; Gateways of those classes (only `--gateway NS/NAME`
 //!   when given).
-//! - HTTPRoutes with at least one `parentRef` to one of those Gateways; their other `parentRefs` (Gateways of
-//!   other classes, missing Gateways) are dropped before compiling, so another implementation's Gateway does
-//!   not make our configuration invalid (and get no status entry from us).
+//! - HTTPRoutes with at least one `parentRef` to one of those Gateways. Their other `parentRefs` (Gateways of
+//!   other classes, missing Gateways) stay in the object, so problems name the fields by their real index;
+//!   the compiler in cluster mode skips `parentRefs` to Gateways it was not given, and status gives them no
+//!   entry from us.
 //! - Backends (`gateway.kgateway.dev`) that a kept route's `backendRefs` name, and the Secrets those Backends'
 //!   `spec.aws.auth.secretRef` name. A missing one is left for the compiler to report ("not found").
 //! - ReferenceGrants in the namespaces of those Backends, and the labels of the kept routes' Namespaces
@@ -85,17 +86,13 @@ pub fn select(snapshot: &Snapshot, scope: &Scope) -> Selection {
         .http_routes
         .iter()
         .filter_map(|route| {
-            let kept = our_parent_refs(route, &gateway_ids);
-            if kept.is_empty() {
+            if our_parent_refs(route, &gateway_ids).is_empty() {
                 return None;
             }
             let created = str_at(route, &["metadata", "creationTimestamp"])
                 .unwrap_or_default()
                 .to_string();
-            let mut route = clean(route);
-            if let Some(spec) = route.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.insert("parentRefs".into(), Value::Array(kept));
-            }
+            let route = clean(route);
             Some((created, id(&route), route))
         })
         .collect();

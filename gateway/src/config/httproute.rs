@@ -310,6 +310,10 @@ fn attach_parents(
         let name = parent.name.as_deref().unwrap_or("");
         let ns = parent.namespace.as_deref().unwrap_or(namespace);
         let gateway_id = format!("{ns}/{name}");
+        // Cluster mode is given only our Gateways (in scope): another one is not ours to report on.
+        if referents.cluster.is_some() && !referents.gateway_ids.contains(&gateway_id) {
+            continue;
+        }
         let result = if referents.listeners.contains_key(&gateway_id) {
             attach(namespace, hostnames, parent, &gateway_id, &field, &context)
         } else if referents.gateway_ids.contains(&gateway_id) {

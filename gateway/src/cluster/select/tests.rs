@@ -143,16 +143,22 @@ fn a_route_attached_to_both_classes_keeps_only_our_parent() {
         {"name": "http", "namespace": "ns", "group": "gateway.networking.k8s.io", "kind": "Gateway"},
         {"name": "missing"}
     ]);
-    let selection = select(&cluster, &scope());
-    let parents = selection.objects.http_routes[0]
-        .spec
-        .as_ref()
-        .and_then(|s| s.parent_refs.as_ref())
-        .expect("parentRefs");
-    assert_eq!(parents.len(), 1);
-    assert_eq!(parents[0].name.as_deref(), Some("http"));
     let (_, config) = compile_snapshot(&cluster, &scope(), &LoadOptions::default());
-    assert!(config.is_ok(), "{config:?}");
+    let config = config.expect("compiles");
+    assert!(
+        config.findings.errors.is_empty(),
+        "{:?}",
+        config.findings.errors
+    );
+    let parents = &config.findings.parents["ns/lambda"];
+    assert_eq!(
+        parents.len(),
+        1,
+        "only our parent has an outcome: {parents:?}"
+    );
+    assert_eq!(parents[0].0.name.as_deref(), Some("http"));
+    assert!(parents[0].1.is_ok());
+    assert_eq!(config.routes.rules().len(), 1);
 }
 
 #[test]
