@@ -57,6 +57,10 @@ pub struct Args {
     /// With --from-cluster: serve the Gateways whose GatewayClass has this spec.controllerName.
     #[arg(long, default_value = cluster::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
+    /// With --from-cluster: write the status of our GatewayClasses, Gateways and their HTTPRoutes (only where
+    /// it differs). For a single replica without the gateway controller, which otherwise writes status.
+    #[arg(long, requires = "from_cluster")]
+    pub write_status: bool,
     /// With --from-cluster: serve only this Gateway (NAMESPACE/NAME) and its routes.
     #[arg(long, requires = "from_cluster", value_parser = parse_gateway_id)]
     pub gateway: Option<String>,
@@ -162,11 +166,18 @@ async fn serve(args: Args) -> Result<(), RunError> {
         secrets_dir: args.secrets_dir.clone(),
         endpoint_override: endpoint_override_from_env(),
         default_timeout: Some(args.default_timeout),
+        source: if args.from_cluster {
+            config::Source::Cluster
+        } else {
+            config::Source::Files
+        },
     };
     let (config, cluster) = if args.from_cluster {
-        let (config, watch, scope, fingerprint) =
+        let (config, watch, scope, fingerprint, client) =
             first_cluster_config(&args, &load_options).await?;
-        (config, Some((watch, scope, fingerprint)))
+        let findings = config.findings.clone();
+        cluster::log_problems(&config);
+        (config, Some((watch, scope, fingerprint, findings, client)))
     } else {
         (config::load_files(&args.config, &load_options)?, None)
     };
@@ -232,9 +243,20 @@ async fn serve(args: Args) -> Result<(), RunError> {
     };
     let gateway = state::Gateway::new(config, settings, deps).await;
     let watch_files = !args.no_watch && cluster.is_none();
-    if let Some((watch, scope, fingerprint)) = cluster {
+    if let Some((watch, scope, fingerprint, findings, client)) = cluster {
         if !args.no_watch {
-            tokio::spawn(cluster::follow(watch, gateway.clone(), scope, fingerprint));
+            let status = args.write_status.then(|| cluster::StatusWriter {
+                client,
+                clock: clock::system(),
+            });
+            tokio::spawn(cluster::follow(
+                watch,
+                gateway.clone(),
+                scope,
+                fingerprint,
+                findings,
+                status,
+            ));
         }
     }
     server::serve(gateway, listen, args.admin_listen, workers, watch_files).await?;
@@ -253,6 +275,7 @@ async fn first_cluster_config(
         cluster::ClusterWatch,
         cluster::Scope,
         String,
+        kube::Client,
     ),
     RunError,
 > {
@@ -274,7 +297,7 @@ async fn first_cluster_config(
                     if args.check || args.listen.is_some() || config.listener_port.is_some() =>
                 {
                     tracing::info!(gateways = ?selection.gateways, "cluster configuration compiled");
-                    return Ok((config, watch, scope, selection.fingerprint));
+                    return Ok((config, watch, scope, selection.fingerprint, client));
                 }
                 Ok(_) => tracing::warn!(
                     controller_name = %scope.controller_name, gateway = ?scope.gateway,

@@ -312,15 +312,28 @@ fn host_port(parts: &http::request::Parts) -> Option<u16> {
     port.parse().ok()
 }
 
-/// Step 1, the other rules: a backend by weight.
+/// Step 1, the other rules: a backend by weight; the share of unresolvable backendRefs gets 500 (Gateway API).
 fn pick(rule: &RouteRule) -> Result<&WeightedBackend, ClientReply> {
     rule.pick(rand::random()).ok_or_else(|| {
-        ClientReply::error(
-            500,
-            Outcome::NoBackend,
-            "NoBackend",
-            "the matching route rule has no backend with a positive weight",
-        )
+        if rule.unresolved_weight > 0 {
+            ClientReply::error(
+                500,
+                Outcome::NoBackend,
+                "BackendNotResolved",
+                "the backend this request was routed to cannot be resolved",
+            )
+            .with_detail(format!(
+                "{}: a backendRef of this rule cannot be resolved (see the HTTPRoute's status)",
+                rule.label()
+            ))
+        } else {
+            ClientReply::error(
+                500,
+                Outcome::NoBackend,
+                "NoBackend",
+                "the matching route rule has no backend with a positive weight",
+            )
+        }
     })
 }
 

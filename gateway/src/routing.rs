@@ -141,6 +141,10 @@ pub struct RouteRule {
     pub backends: Vec<WeightedBackend>,
     /// `rules[].filters`. A rule with a redirect has no backends: the gateway answers it.
     pub filters: Filters,
+    /// The summed weight of `backendRefs` that could not be resolved (cluster mode: a missing Backend, a
+    /// reference no ReferenceGrant permits, a kind podcred does not serve). Gateway API: that share of the
+    /// requests gets 500.
+    pub unresolved_weight: u32,
     pub timeout: Duration,
     /// Position of the HTTPRoute in the files (the final tie-breaker).
     pub order: usize,
@@ -150,14 +154,16 @@ pub struct RouteRule {
 
 impl RouteRule {
     /// Picks a backend by weight; `roll` is a uniformly random u32 (injected for tests).
-    /// None when the rule has no backend with a positive weight (Gateway API: answer 500).
+    /// None when the rule has no backend with a positive weight, or the roll falls on the share of
+    /// unresolved references (Gateway API: answer 500).
     pub fn pick_backend(&self, roll: u32) -> Option<&Arc<Backend>> {
         self.pick(roll).map(|b| &b.backend)
     }
 
     /// [`RouteRule::pick_backend`], returning the weighted entry (with its metric handles).
     pub fn pick(&self, roll: u32) -> Option<&WeightedBackend> {
-        let total: u64 = self.backends.iter().map(|b| u64::from(b.weight)).sum();
+        let resolved: u64 = self.backends.iter().map(|b| u64::from(b.weight)).sum();
+        let total = resolved + u64::from(self.unresolved_weight);
         if total == 0 {
             return None;
         }
@@ -403,5 +409,20 @@ spec:
         }
         assert_eq!(counts.get("ns/a"), Some(&90));
         assert_eq!(counts.get("ns/b"), Some(&10));
+    }
+
+    #[test]
+    fn the_share_of_unresolved_backend_refs_answers_500() {
+        let config = compile(&[("r.yaml", ROUTES)], &LoadOptions::default()).expect("compiles");
+        let mut rule = config.routes.rules()[0].clone();
+        rule.unresolved_weight = 3;
+        let picked: Vec<bool> = (0..4u32).map(|roll| rule.pick(roll).is_some()).collect();
+        assert_eq!(
+            picked,
+            [true, false, false, false],
+            "1 resolved : 3 unresolved"
+        );
+        rule.backends.clear();
+        assert!((0..4u32).all(|roll| rule.pick(roll).is_none()));
     }
 }

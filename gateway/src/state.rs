@@ -275,5 +275,6 @@ fn empty_config() -> Config {
         routes: Default::default(),
         backends: vec![],
         warnings: vec![],
+        findings: Default::default(),
     }
 }

@@ -2,21 +2,26 @@
 //!
 //! Contract:
 //! - kube-runtime reflectors keep a local copy of every GatewayClass, Gateway and HTTPRoute
-//!   (`gateway.networking.k8s.io/v1`), Backend (`gateway.kgateway.dev/v1alpha1`) and Secret. The first
-//!   configuration is compiled once every reflector has listed its kind (the first full sync).
+//!   (`gateway.networking.k8s.io/v1`), ReferenceGrant (`v1beta1`), Backend (`gateway.kgateway.dev/v1alpha1`),
+//!   Secret and Namespace (for `allowedRoutes` selectors). The first configuration is compiled once every
+//!   reflector has listed its kind (the first full sync).
 //! - On every change (debounced [`DEBOUNCE`]) [`select`] picks the objects of our Gateways
-//!   ([`select::Scope`]) and `config::compile_objects` compiles them — the same compiler as the files. A
-//!   configuration that compiles is swapped in with [`Gateway::install`] (in-flight requests keep the one they
-//!   started with); one that does not is logged, one line per problem, and the last good one keeps serving.
+//!   ([`select::Scope`]) and `config::compile_decoded` compiles them — the same compiler as the files — and
+//!   the result is swapped in with [`Gateway::install`] (in-flight requests keep the one they started with).
 //!   A change that leaves the selected objects as they were (status, resourceVersion, objects that are not
 //!   ours) compiles nothing.
 //! - When the API server is unreachable the reflectors retry with backoff and the gateway keeps serving; on
 //!   reconnect they relist and the configuration catches up.
+//! - In cluster mode a problem rejects only the object it is about (`config::Findings`): the rest keeps
+//!   serving, an unresolvable `backendRef` answers 500, and each problem is logged once per change.
+//! - With a [`StatusWriter`] (`--write-status`), the statuses of [`status`] are written after every change,
+//!   only where they differ.
 //! - Secret values are never logged (see [`select`] for what is stripped before compiling).
 //!
-//! Imports `config`, `state` and `model` only; `config` knows nothing of this module.
+//! Imports `config`, `state`, `clock` and `model` only; `config` knows nothing of this module.
 
 pub mod select;
+pub mod status;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,7 +34,7 @@ use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Api, Client};
 use tokio::sync::Notify;
 
-use crate::config::{self, Config, ConfigError, LoadOptions};
+use crate::config::{self, Config, ConfigError, LoadOptions, Source};
 use crate::metrics::ResultLabels;
 use crate::state::Gateway;
 pub use select::{select, Scope, Selection, Snapshot};
@@ -58,7 +63,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, String> {
 }
 
 /// The watched kinds.
-fn resources() -> [(&'static str, ApiResource); 5] {
+fn resources() -> [(&'static str, ApiResource); 7] {
     let gvk = |group: &str, version: &str, kind: &str| {
         ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
     };
@@ -77,6 +82,13 @@ fn resources() -> [(&'static str, ApiResource); 5] {
             gvk(select::KGATEWAY_GROUP, "v1alpha1", "Backend"),
         ),
         ("Secret", gvk("", "v1", "Secret")),
+        (
+            "ReferenceGrant",
+            gvk(select::GATEWAY_API_GROUP, "v1beta1", "ReferenceGrant"),
+        ),
+        // For `allowedRoutes.namespaces.from: Selector`. A Namespace is little more than its metadata
+        // (spec.finalizers, status.phase), so a full watch costs what a metadata-only one would.
+        ("Namespace", gvk("", "v1", "Namespace")),
     ]
 }
 
@@ -208,6 +220,8 @@ impl ClusterWatch {
                 "Gateway" => snapshot.gateways = values,
                 "HTTPRoute" => snapshot.http_routes = values,
                 "Backend" => snapshot.backends = values,
+                "ReferenceGrant" => snapshot.reference_grants = values,
+                "Namespace" => snapshot.namespaces = values,
                 _ => snapshot.secrets = values,
             }
         }
@@ -229,45 +243,27 @@ impl Drop for ClusterWatch {
     }
 }
 
-/// Selects and compiles the current objects.
+/// Selects and compiles the current objects (in cluster mode: problems reject only the objects they are
+/// about, see `config::Findings`).
 pub fn compile_snapshot(
     snapshot: &Snapshot,
     scope: &Scope,
     options: &LoadOptions,
 ) -> (Selection, Result<Config, ConfigError>) {
     let selection = select(snapshot, scope);
-    let result = if selection.problems.is_empty() {
-        config::compile_objects(&selection.objects, options)
-    } else {
-        Err(ConfigError {
-            problems: selection.problems.clone(),
-        })
+    let options = LoadOptions {
+        source: Source::Cluster,
+        ..options.clone()
     };
-    let result = match result {
-        Ok(mut config) => {
-            config.warnings = config
-                .warnings
-                .iter()
-                .map(|w| in_cluster_words(w))
-                .collect();
-            Ok(config)
-        }
-        Err(error) => Err(ConfigError {
-            problems: error.problems.iter().map(|p| in_cluster_words(p)).collect(),
-        }),
-    };
+    let result = config::compile_decoded(&selection.objects, selection.problems.clone(), &options);
     (selection, result)
 }
 
-/// The compiler's problem lines say where objects were looked for in file terms; in cluster mode they were
-/// looked for in the cluster. (A stop-gap: the proper fix is a source name in `LoadOptions`.)
-fn in_cluster_words(line: &str) -> String {
-    line.replace(" not found in the config files", " not found in the cluster")
-        .replace(
-            "not in the config files (add the Secret manifest, or mount it and pass --secrets-dir)",
-            "not in the cluster (create it in the Backend's namespace, or mount it and pass --secrets-dir)",
-        )
-        .replace("neither in the config files nor under", "neither in the cluster nor under")
+/// Logs the problems of a configuration, one line each: what is not served, and why.
+pub fn log_problems(config: &Config) {
+    for problem in &config.findings.errors {
+        tracing::warn!("not served: {problem}");
+    }
 }
 
 /// Logs a rejected configuration, one line per problem.
@@ -279,35 +275,111 @@ pub fn log_rejected(error: &ConfigError) {
     }
 }
 
-/// Recompiles on every change and installs what compiles, for as long as the gateway runs.
-/// `last_fingerprint` is that of the configuration installed at startup.
+/// Who writes status from this process (`--write-status`), and how.
+#[derive(Clone)]
+pub struct StatusWriter {
+    pub client: Client,
+    pub clock: crate::clock::SharedClock,
+}
+
+impl std::fmt::Debug for StatusWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusWriter").finish_non_exhaustive()
+    }
+}
+
+/// After a failed status write, try again this long later even if nothing changes.
+const STATUS_RETRY: Duration = Duration::from_secs(2);
+
+/// Recompiles on every change and installs what compiles, for as long as the gateway runs; with `status`,
+/// also writes the statuses that differ (each change, and again after a failed write).
+/// `last_fingerprint` and `findings` are those of the configuration installed at startup.
 pub async fn follow(
     watch: ClusterWatch,
     gateway: Arc<Gateway>,
     scope: Scope,
     mut last_fingerprint: String,
+    mut findings: config::Findings,
+    status: Option<StatusWriter>,
 ) {
+    let mut retry = false;
+    if let Some(writer) = &status {
+        retry = !write_status(writer, &watch.snapshot(), &scope, &findings).await;
+    }
     loop {
-        watch.next_change().await;
-        let (selection, result) =
-            compile_snapshot(&watch.snapshot(), &scope, &gateway.settings.load_options);
-        if selection.fingerprint == last_fingerprint {
-            continue;
+        if retry {
+            tokio::select! {
+                _ = watch.next_change() => {}
+                _ = tokio::time::sleep(STATUS_RETRY) => {}
+            }
+        } else {
+            watch.next_change().await;
         }
-        last_fingerprint = selection.fingerprint;
-        match result {
-            Ok(config) => {
-                tracing::info!(gateways = ?selection.gateways, "cluster configuration changed");
-                gateway.install(config).await;
+        let snapshot = watch.snapshot();
+        let (selection, result) =
+            compile_snapshot(&snapshot, &scope, &gateway.settings.load_options);
+        if selection.fingerprint != last_fingerprint {
+            last_fingerprint = selection.fingerprint;
+            match result {
+                Ok(config) => {
+                    tracing::info!(gateways = ?selection.gateways, "cluster configuration changed");
+                    log_problems(&config);
+                    findings = config.findings.clone();
+                    gateway.install(config).await;
+                }
+                Err(error) => {
+                    log_rejected(&error);
+                    gateway
+                        .metrics
+                        .reloads
+                        .get_or_create(&ResultLabels { result: "error" })
+                        .inc();
+                }
             }
-            Err(error) => {
-                log_rejected(&error);
-                gateway
-                    .metrics
-                    .reloads
-                    .get_or_create(&ResultLabels { result: "error" })
-                    .inc();
-            }
+        }
+        if let Some(writer) = &status {
+            retry = !write_status(writer, &snapshot, &scope, &findings).await;
+        }
+    }
+}
+
+/// Writes the statuses that differ; false when a write failed (to be retried).
+async fn write_status(
+    writer: &StatusWriter,
+    snapshot: &Snapshot,
+    scope: &Scope,
+    findings: &config::Findings,
+) -> bool {
+    let now = status::rfc3339(writer.clock.now());
+    let updates = status::desired(snapshot, scope, findings, &now);
+    if updates.is_empty() {
+        return true;
+    }
+    let objects: Vec<String> = updates
+        .iter()
+        .map(|u| {
+            format!(
+                "{} {}",
+                u.kind,
+                u.namespace
+                    .as_deref()
+                    .map_or(u.name.clone(), |ns| format!("{ns}/{}", u.name))
+            )
+        })
+        .collect();
+    match status::write(&writer.client, &updates).await {
+        Ok(count) => {
+            tracing::info!(count, ?objects, "status written");
+            true
+        }
+        // A concurrent change: the watch brings it, and the next round computes from it.
+        Err(error) if matches!(&error.source, kube::Error::Api(e) if e.code == 409) => {
+            tracing::debug!(%error, "status write conflicted; recomputing");
+            false
+        }
+        Err(error) => {
+            tracing::warn!(%error, "status write failed (retrying; may the gateway patch the status subresource?)");
+            false
         }
     }
 }

@@ -3,11 +3,14 @@
 //!
 //! - GatewayClasses whose `spec.controllerName` is ours; Gateways of those classes (only `--gateway NS/NAME`
 //!   when given).
-//! - HTTPRoutes with at least one `parentRef` to one of those Gateways; their other `parentRefs` (Gateways of
-//!   other classes, missing Gateways) are dropped before compiling, so another implementation's Gateway does
-//!   not make our configuration invalid. (Status — `NoMatchingParent` etc. — is a later slice.)
+//! - HTTPRoutes with at least one `parentRef` to one of those Gateways. Their other `parentRefs` (Gateways of
+//!   other classes, missing Gateways) stay in the object, so problems name the fields by their real index;
+//!   the compiler in cluster mode skips `parentRefs` to Gateways it was not given, and status gives them no
+//!   entry from us.
 //! - Backends (`gateway.kgateway.dev`) that a kept route's `backendRefs` name, and the Secrets those Backends'
 //!   `spec.aws.auth.secretRef` name. A missing one is left for the compiler to report ("not found").
+//! - ReferenceGrants in the namespaces of those Backends, and the labels of the kept routes' Namespaces
+//!   (for `allowedRoutes.namespaces.from: Selector`).
 //! - `status`, `managedFields` and `kubectl.kubernetes.io/last-applied-configuration` (which holds a Secret's
 //!   values when it was `kubectl apply`d) are stripped before anything else sees the objects.
 
@@ -16,12 +19,11 @@ use std::collections::{BTreeSet, HashSet};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::{BackendObject, GatewayObject, HttpRouteObject, ObjectSet, SecretObject};
-
-/// Gateway API's group; the default of `parentRefs[].group`.
-pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
-/// kgateway's group (`Backend`).
-pub const KGATEWAY_GROUP: &str = "gateway.kgateway.dev";
+use crate::config::{
+    BackendObject, GatewayObject, HttpRouteObject, ObjectSet, Problem, Reason,
+    ReferenceGrantObject, SecretObject,
+};
+pub use crate::config::{GATEWAY_API_GROUP, KGATEWAY_GROUP};
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Everything the reflectors hold, one list per kind, as JSON objects.
@@ -32,6 +34,8 @@ pub struct Snapshot {
     pub http_routes: Vec<Value>,
     pub backends: Vec<Value>,
     pub secrets: Vec<Value>,
+    pub reference_grants: Vec<Value>,
+    pub namespaces: Vec<Value>,
 }
 
 /// Which Gateways are ours.
@@ -47,8 +51,8 @@ pub struct Scope {
 #[derive(Debug, Default)]
 pub struct Selection {
     pub objects: ObjectSet,
-    /// Objects that could not be decoded (one line each; the configuration is then rejected).
-    pub problems: Vec<String>,
+    /// Objects that could not be decoded (one each; they are left out and references to them fail).
+    pub problems: Vec<Problem>,
     /// The selected objects without status and bookkeeping: equal fingerprints compile to equal configs, so a
     /// status-only or resourceVersion-only change recompiles nothing. Holds Secret values: never log it.
     pub fingerprint: String,
@@ -82,17 +86,13 @@ pub fn select(snapshot: &Snapshot, scope: &Scope) -> Selection {
         .http_routes
         .iter()
         .filter_map(|route| {
-            let kept = our_parent_refs(route, &gateway_ids);
-            if kept.is_empty() {
+            if our_parent_refs(route, &gateway_ids).is_empty() {
                 return None;
             }
             let created = str_at(route, &["metadata", "creationTimestamp"])
                 .unwrap_or_default()
                 .to_string();
-            let mut route = clean(route);
-            if let Some(spec) = route.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.insert("parentRefs".into(), Value::Array(kept));
-            }
+            let route = clean(route);
             Some((created, id(&route), route))
         })
         .collect();
@@ -123,8 +123,38 @@ pub fn select(snapshot: &Snapshot, scope: &Scope) -> Selection {
         .collect();
     secrets.sort_by_key(id);
 
-    let fingerprint =
-        serde_json::to_string(&[&gateways, &routes, &backends, &secrets]).unwrap_or_default();
+    let backend_namespaces: BTreeSet<&str> = backends.iter().map(namespace).collect();
+    let mut grants: Vec<Value> = snapshot
+        .reference_grants
+        .iter()
+        .filter(|g| backend_namespaces.contains(namespace(g)))
+        .map(clean)
+        .collect();
+    grants.sort_by_key(id);
+    let route_namespaces: BTreeSet<&str> = routes.iter().map(namespace).collect();
+    let namespace_labels: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, String>,
+    > = snapshot
+        .namespaces
+        .iter()
+        .filter_map(|n| {
+            let name = str_at(n, &["metadata", "name"])?;
+            route_namespaces.contains(name).then(|| {
+                let labels = n
+                    .pointer("/metadata/labels")
+                    .and_then(|l| serde_json::from_value(l.clone()).ok())
+                    .unwrap_or_default();
+                (name.to_string(), labels)
+            })
+        })
+        .collect();
+
+    let fingerprint = serde_json::to_string(&(
+        [&gateways, &routes, &backends, &secrets, &grants],
+        &namespace_labels,
+    ))
+    .unwrap_or_default();
     let mut selection = Selection {
         fingerprint,
         gateways: gateways.iter().map(id).collect(),
@@ -136,6 +166,9 @@ pub fn select(snapshot: &Snapshot, scope: &Scope) -> Selection {
     objects.http_routes = decode_all::<HttpRouteObject>("HTTPRoute", routes, problems, true);
     objects.backends = decode_all::<BackendObject>("Backend", backends, problems, true);
     objects.secrets = decode_all::<SecretObject>("Secret", secrets, problems, false);
+    objects.reference_grants =
+        decode_all::<ReferenceGrantObject>("ReferenceGrant", grants, problems, true);
+    objects.namespace_labels = namespace_labels;
     selection
 }
 
@@ -202,18 +235,19 @@ fn clean(object: &Value) -> Value {
 fn decode_all<T: DeserializeOwned>(
     kind: &str,
     values: Vec<Value>,
-    problems: &mut Vec<String>,
+    problems: &mut Vec<Problem>,
     show_error: bool,
 ) -> Vec<T> {
     let mut decoded = Vec::with_capacity(values.len());
     for value in values {
-        let what = format!("{kind} {}", id(&value));
+        let object = id(&value);
+        let problem = |message: String| Problem::new(kind, &object, "", Reason::Invalid, message);
         match serde_json::from_value::<T>(value) {
             Ok(object) => decoded.push(object),
             // serde's message may quote a value: not for Secrets.
-            Err(e) if show_error => problems.push(format!("{what}: cannot be read: {e}")),
-            Err(_) => problems.push(format!(
-                "{what}: cannot be read (data and stringData must map keys to strings)"
+            Err(e) if show_error => problems.push(problem(format!("cannot be read: {e}"))),
+            Err(_) => problems.push(problem(
+                "cannot be read (data and stringData must map keys to strings)".into(),
             )),
         }
     }

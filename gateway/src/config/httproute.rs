@@ -5,18 +5,21 @@
 //!
 //! Not implemented (reported as unsupported fields): `retry`, `sessionPersistence`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
 use serde::Deserialize;
 
+use super::attach::{attach, AttachContext, Attachment, Hostnames, Refusal};
 use super::duration::parse_duration;
 use super::filters::{self, FilterLevel, HttpRouteFilter};
 use super::gateway::Listeners;
 use super::meta::ObjectMeta;
-use super::report::Report;
+use super::objects::{GATEWAY_API_GROUP, KGATEWAY_GROUP};
+use super::reference_grant::{permits, CrossReference, ReferenceGrantObject};
+use super::report::{Problem, Reason, Report};
 use crate::model::{Backend, Filters, RequestEvent};
 use crate::routing::{
     HeaderMatch, PathMatch, QueryMatch, RequestMatch, RouteRule, StringMatch, WeightedBackend,
@@ -47,7 +50,7 @@ pub struct HttpRouteSpec {
     pub rules: Option<Vec<HttpRouteRule>>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename = "ParentReference", rename_all = "camelCase")]
 pub struct ParentReference {
     pub group: Option<String>,
@@ -124,38 +127,90 @@ pub(super) struct Referents<'a> {
     pub gateway_ids: &'a HashSet<String>,
     pub backends: &'a HashMap<String, Arc<Backend>>,
     pub backend_ids: &'a HashSet<String>,
+    /// The problems of each Backend that did not compile (quoted in cluster mode's messages).
+    pub backend_problems: &'a HashMap<String, Vec<String>>,
     pub default_timeout: Duration,
+    /// Cluster mode: ReferenceGrants and `allowedRoutes.namespaces` are enforced, and the words say
+    /// "cluster" instead of "config files".
+    pub cluster: Option<ClusterReferents<'a>>,
 }
 
-/// Compiles one HTTPRoute's rules into `out`; `order` is its position in the configuration.
+/// What only cluster mode reads.
+pub(super) struct ClusterReferents<'a> {
+    pub reference_grants: &'a [ReferenceGrantObject],
+    pub namespace_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Referents<'_> {
+    fn source(&self) -> &'static str {
+        if self.cluster.is_some() {
+            "the cluster"
+        } else {
+            "the config files"
+        }
+    }
+}
+
+/// Where a route attached, per `parentRef` (in `spec.parentRefs` order).
+#[derive(Debug, Clone)]
+pub(super) struct RouteAttachments {
+    pub parents: Vec<(ParentReference, Result<Attachment, Refusal>)>,
+}
+
+impl RouteAttachments {
+    fn hostnames(&self) -> Option<Hostnames> {
+        self.parents
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .map(|a| a.hostnames.clone())
+            .reduce(Hostnames::union)
+    }
+}
+
+/// Compiles one HTTPRoute's rules into `out`; `order` is its position in the configuration. Returns where
+/// it attached (None when the configuration holds no Gateway, or the route has no spec).
+///
+/// File mode: a `parentRef` that does not attach is an error. Cluster mode: it is reported with its reason;
+/// the route's rules go to `out` only if at least one `parentRef` attached.
 pub(super) fn compile(
     route: &HttpRouteObject,
     order: usize,
     referents: &Referents<'_>,
     report: &mut Report,
     out: &mut Vec<RouteRule>,
-) {
+) -> Option<RouteAttachments> {
     let id = route.metadata.id();
     let what = format!("HTTPRoute {id}");
     let namespace = route.metadata.namespace();
     let Some(spec) = &route.spec else {
         report.error(format!("{what}: spec: missing"));
-        return;
+        return None;
     };
-    check_parents(
-        &what,
-        namespace,
-        spec.parent_refs.as_deref().unwrap_or_default(),
-        referents,
-        report,
-    );
-
-    let hostnames: Vec<String> = spec
+    let route_hostnames: Vec<String> = spec
         .hostnames
         .iter()
         .flatten()
         .map(|h| h.to_ascii_lowercase())
         .collect();
+    let attachments = attach_parents(
+        &what,
+        &id,
+        namespace,
+        &route_hostnames,
+        spec.parent_refs.as_deref().unwrap_or_default(),
+        referents,
+        report,
+    );
+    let hostnames = match &attachments {
+        None => route_hostnames.clone(),
+        Some(a) => match a.hostnames() {
+            Some(h) => h.into_list(),
+            // Attached nowhere: in cluster mode nothing is served. File mode has reported errors and goes on
+            // to report the rules' problems too.
+            None if referents.cluster.is_some() => return attachments,
+            None => route_hostnames.clone(),
+        },
+    };
     let rules = spec.rules.as_deref().unwrap_or_default();
     if rules.is_empty() {
         report.warn(format!(
@@ -196,21 +251,23 @@ pub(super) fn compile(
         );
 
         let refs = rule.backend_refs.as_deref().unwrap_or_default();
-        let backends: Vec<WeightedBackend> = refs
-            .iter()
-            .enumerate()
-            .filter_map(|(bi, r)| {
-                compile_backend_ref(
-                    r,
-                    &what,
-                    namespace,
-                    &format!("{field}.backendRefs[{bi}]"),
-                    prefix_match,
-                    referents,
-                    report,
-                )
-            })
-            .collect();
+        let mut backends = Vec::new();
+        let mut unresolved_weight = 0;
+        for (bi, r) in refs.iter().enumerate() {
+            match compile_backend_ref(
+                r,
+                &what,
+                namespace,
+                &format!("{field}.backendRefs[{bi}]"),
+                prefix_match,
+                referents,
+                report,
+            ) {
+                Resolved::Backend(b) => backends.push(b),
+                Resolved::Unresolved(weight) => unresolved_weight += weight,
+                Resolved::Invalid => {}
+            }
+        }
         // Also when the redirect itself was rejected: the rule is meant to be answered by the gateway.
         let redirect_rule = rule
             .filters
@@ -254,32 +311,41 @@ pub(super) fn compile(
             matches,
             backends,
             filters,
+            unresolved_weight,
             timeout,
             order,
         });
     }
+    attachments
 }
 
-/// Every referenced Gateway (and listener) must exist when the configuration holds Gateways; without any,
-/// routes are served on `--listen`.
-fn check_parents(
+/// Attaches the route through each `parentRef` (see [`super::attach`]). Without any Gateway in the
+/// configuration, file mode serves routes on `--listen` (None).
+fn attach_parents(
     what: &str,
+    id: &str,
     namespace: &str,
+    hostnames: &[String],
     parent_refs: &[ParentReference],
     referents: &Referents<'_>,
     report: &mut Report,
-) {
-    if referents.gateway_ids.is_empty() {
+) -> Option<RouteAttachments> {
+    if referents.gateway_ids.is_empty() && referents.cluster.is_none() {
         if !parent_refs.is_empty() {
             report.warn(format!("{what}: spec.parentRefs: no Gateway in the config files; the route is served on --listen"));
         }
-        return;
+        return None;
     }
     if parent_refs.is_empty() {
         report.error(format!(
             "{what}: spec.parentRefs: missing; the route must name the Gateway it attaches to"
         ));
     }
+    let context = AttachContext {
+        listeners: referents.listeners,
+        namespace_labels: referents.cluster.as_ref().map(|c| c.namespace_labels),
+    };
+    let mut parents = Vec::new();
     for (i, parent) in parent_refs.iter().enumerate() {
         let field = format!("spec.parentRefs[{i}]");
         let kind = parent.kind.as_deref().unwrap_or("Gateway");
@@ -292,22 +358,46 @@ fn check_parents(
         let name = parent.name.as_deref().unwrap_or("");
         let ns = parent.namespace.as_deref().unwrap_or(namespace);
         let gateway_id = format!("{ns}/{name}");
-        match referents.listeners.get(&gateway_id) {
-            None if referents.gateway_ids.contains(&gateway_id) => report.error(format!(
-                "{what}: {field}.name: Gateway {gateway_id} is invalid (see its own errors)"
-            )),
-            None => report.error(format!(
-                "{what}: {field}.name: Gateway {gateway_id} not found in the config files"
-            )),
-            Some(listeners) => {
-                if let Some(section) = &parent.section_name {
-                    if !listeners.iter().any(|l| &l.name == section) {
-                        report.error(format!("{what}: {field}.sectionName: Gateway {gateway_id} has no HTTP listener named {section:?}"));
-                    }
-                }
-            }
+        // Cluster mode is given only our Gateways (in scope): another one is not ours to report on.
+        if referents.cluster.is_some() && !referents.gateway_ids.contains(&gateway_id) {
+            continue;
         }
+        let result = if referents.listeners.contains_key(&gateway_id) {
+            attach(namespace, hostnames, parent, &gateway_id, &field, &context)
+        } else if referents.gateway_ids.contains(&gateway_id) {
+            Err((
+                Reason::NoMatchingParent,
+                format!("{field}.name"),
+                format!("Gateway {gateway_id} is invalid (see its own errors)"),
+            ))
+        } else {
+            Err((
+                Reason::NoMatchingParent,
+                format!("{field}.name"),
+                format!("Gateway {gateway_id} not found in {}", referents.source()),
+            ))
+        };
+        if let Err((reason, field, message)) = &result {
+            report.problem(Problem::new(
+                "HTTPRoute",
+                id,
+                field,
+                *reason,
+                message.clone(),
+            ));
+        }
+        parents.push((parent.clone(), result));
     }
+    Some(RouteAttachments { parents })
+}
+
+/// What a `backendRef` resolved to.
+enum Resolved {
+    Backend(WeightedBackend),
+    /// Cannot be resolved (not found, not permitted, wrong kind): its weight answers 500.
+    Unresolved(u32),
+    /// The reference itself is malformed (a route error).
+    Invalid,
 }
 
 fn compile_backend_ref(
@@ -318,18 +408,8 @@ fn compile_backend_ref(
     prefix_match: Option<&str>,
     referents: &Referents<'_>,
     report: &mut Report,
-) -> Option<WeightedBackend> {
-    let group = backend_ref.group.as_deref().unwrap_or("");
-    let kind = backend_ref.kind.as_deref().unwrap_or("Service");
-    if group != "gateway.kgateway.dev" || kind != "Backend" {
-        report.error(format!(
-            "{what}: {field}: {kind} (group {group:?}) is not supported; reference a kgateway Backend (group: gateway.kgateway.dev, kind: Backend)"
-        ));
-        return None;
-    }
-    let name = backend_ref.name.as_deref().unwrap_or("");
-    let ns = backend_ref.namespace.as_deref().unwrap_or(namespace);
-    let backend_id = format!("{ns}/{name}");
+) -> Resolved {
+    let id = what.trim_start_matches("HTTPRoute ");
     let weight = match backend_ref.weight {
         None => 1,
         Some(w) if (0..=MAX_WEIGHT).contains(&w) => w as u32,
@@ -337,9 +417,45 @@ fn compile_backend_ref(
             report.error(format!(
                 "{what}: {field}.weight: must be an integer from 0 to 1000000"
             ));
-            return None;
+            return Resolved::Invalid;
         }
     };
+    let group = backend_ref.group.as_deref().unwrap_or("");
+    let kind = backend_ref.kind.as_deref().unwrap_or("Service");
+    if group != KGATEWAY_GROUP || kind != "Backend" {
+        report.problem(Problem::new(
+            "HTTPRoute",
+            id,
+            field,
+            Reason::InvalidKind,
+            format!("{kind} (group {group:?}) is not supported; reference a kgateway Backend (group: gateway.kgateway.dev, kind: Backend)"),
+        ));
+        return Resolved::Unresolved(weight);
+    }
+    let name = backend_ref.name.as_deref().unwrap_or("");
+    let ns = backend_ref.namespace.as_deref().unwrap_or(namespace);
+    let backend_id = format!("{ns}/{name}");
+    if let Some(cluster) = &referents.cluster {
+        let reference = CrossReference {
+            from_group: GATEWAY_API_GROUP,
+            from_kind: "HTTPRoute",
+            from_namespace: namespace,
+            to_group: KGATEWAY_GROUP,
+            to_kind: "Backend",
+            to_namespace: ns,
+            to_name: name,
+        };
+        if !permits(cluster.reference_grants, &reference) {
+            report.problem(Problem::new(
+                "HTTPRoute",
+                id,
+                &format!("{field}.namespace"),
+                Reason::RefNotPermitted,
+                format!("Backend {backend_id} is in another namespace and no ReferenceGrant in {ns} permits HTTPRoutes from {namespace} to refer to it"),
+            ));
+            return Resolved::Unresolved(weight);
+        }
+    }
     let filters = match &backend_ref.filters {
         None => Filters::default(),
         Some(raw) => {
@@ -364,24 +480,42 @@ fn compile_backend_ref(
             filters
         }
     };
+    let field = format!("{field}.name");
     match referents.backends.get(&backend_id) {
-        Some(backend) => Some(WeightedBackend {
+        Some(backend) => Resolved::Backend(WeightedBackend {
             backend: backend.clone(),
             weight,
             metrics: Default::default(),
             filters,
         }),
         None if referents.backend_ids.contains(&backend_id) => {
-            report.error(format!(
-                "{what}: {field}.name: Backend {backend_id} is invalid (see its own errors)"
+            let message = match (
+                &referents.cluster,
+                referents.backend_problems.get(&backend_id),
+            ) {
+                (Some(_), Some(problems)) => {
+                    format!("Backend {backend_id} is invalid: {}", problems.join("; "))
+                }
+                _ => format!("Backend {backend_id} is invalid (see its own errors)"),
+            };
+            report.problem(Problem::new(
+                "HTTPRoute",
+                id,
+                &field,
+                Reason::BackendNotFound,
+                message,
             ));
-            None
+            Resolved::Unresolved(weight)
         }
         None => {
-            report.error(format!(
-                "{what}: {field}.name: Backend {backend_id} not found in the config files"
+            report.problem(Problem::new(
+                "HTTPRoute",
+                id,
+                &field,
+                Reason::BackendNotFound,
+                format!("Backend {backend_id} not found in {}", referents.source()),
             ));
-            None
+            Resolved::Unresolved(weight)
         }
     }
 }

@@ -27,6 +27,7 @@
 //! - [`duration`] (Gateway API durations), `meta` (`metadata`, object ids), `options` ([`LoadOptions`]),
 //!   `report` (the problem report).
 
+mod attach;
 pub mod backend;
 mod document;
 pub mod duration;
@@ -37,25 +38,30 @@ pub mod httproute;
 mod meta;
 mod objects;
 mod options;
+pub mod reference_grant;
 mod report;
 pub mod secret;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::Backend;
 use crate::routing::RouteTable;
 
+pub use attach::{Attachment, Hostnames};
 pub use backend::{BackendObject, ANNOTATION_REQUEST_EVENT, ANNOTATION_RESPONSE_MODE};
 pub use duration::parse_duration;
 pub use filters::SUPPORTED_FILTERS;
-pub use gateway::GatewayObject;
+pub use gateway::{GatewayFinding, GatewayObject, ListenerFinding};
 pub use httproute::HttpRouteObject;
+pub use httproute::ParentReference;
 pub use meta::ObjectMeta;
-pub use objects::{Kind, ObjectSet};
-pub use options::LoadOptions;
+pub use objects::{Kind, ObjectSet, GATEWAY_API_GROUP, KGATEWAY_GROUP};
+pub use options::{LoadOptions, Source};
+pub use reference_grant::ReferenceGrantObject;
 use report::Report;
+pub use report::{Problem, Reason};
 pub use secret::SecretObject;
 
 /// Used when a route sets no timeout: well above Envoy's 15 s, since functions may run for minutes.
@@ -70,6 +76,56 @@ pub struct Config {
     pub backends: Vec<Arc<Backend>>,
     /// Fields and objects we read but do not support, one line each.
     pub warnings: Vec<String>,
+    /// What each object compiled to, for status (cluster mode also serves around errors: see [`Findings`]).
+    pub findings: Findings,
+}
+
+/// What the compiler found, object by object — the input of the cluster's status.
+///
+/// In file mode a configuration with errors is rejected. In cluster mode ([`Source::Cluster`]) errors reject
+/// only what they are about: a Backend with errors is not served and the `backendRefs` to it answer 500
+/// (`BackendNotFound`), as do references no ReferenceGrant permits (`RefNotPermitted`) and references to other
+/// kinds (`InvalidKind`); an HTTPRoute with errors of its own is not served (`UnsupportedValue`); a
+/// `parentRef` that does not attach is skipped (`NoMatchingParent`, `NotAllowedByListeners`,
+/// `NoMatchingListenerHostname`); a Gateway with errors has no listeners to attach to.
+#[derive(Debug, Clone, Default)]
+pub struct Findings {
+    /// Every error, structured (in cluster mode: what was not served, and why).
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+    /// Every Gateway's listeners, by `namespace/name`.
+    pub gateways: BTreeMap<String, GatewayFinding>,
+    /// Gateways that compiled without errors.
+    pub valid_gateways: BTreeSet<String>,
+    /// Per HTTPRoute (`namespace/name`), per `parentRef` in spec order: where it attached, or why not.
+    pub parents: BTreeMap<String, Vec<ParentOutcome>>,
+    /// HTTPRoutes whose rules are served.
+    pub served_routes: BTreeSet<String>,
+}
+
+/// A `parentRef` and where it attached, or why not.
+pub type ParentOutcome = (ParentReference, Result<Attachment, Problem>);
+
+impl Findings {
+    /// The errors about `kind` `object`.
+    pub fn errors_about<'a>(
+        &'a self,
+        kind: &'a str,
+        object: &'a str,
+    ) -> impl Iterator<Item = &'a Problem> {
+        self.errors.iter().filter(move |p| p.is_about(kind, object))
+    }
+
+    /// The warnings about `kind` `object`.
+    pub fn warnings_about<'a>(
+        &'a self,
+        kind: &'a str,
+        object: &'a str,
+    ) -> impl Iterator<Item = &'a Problem> {
+        self.warnings
+            .iter()
+            .filter(move |p| p.is_about(kind, object))
+    }
 }
 
 /// The configuration was rejected; each entry is one problem.
@@ -123,6 +179,33 @@ pub fn compile_objects(objects: &ObjectSet, options: &LoadOptions) -> Result<Con
     compile_model(objects, &HashSet::new(), options, Report::default()).0
 }
 
+/// [`compile_objects`] for objects some of which could not be decoded: `undecodable` holds one problem per
+/// such object (its `kind` and `object` name it), so references to it say "invalid" rather than "not found".
+pub fn compile_decoded(
+    objects: &ObjectSet,
+    undecodable: Vec<Problem>,
+    options: &LoadOptions,
+) -> Result<Config, ConfigError> {
+    let ids = undecodable
+        .iter()
+        .filter_map(|p| {
+            let kind = match p.kind.as_str() {
+                "Gateway" => Kind::Gateway,
+                "HTTPRoute" => Kind::HttpRoute,
+                "Backend" => Kind::Backend,
+                "Secret" => Kind::Secret,
+                _ => return None,
+            };
+            Some((kind, p.object.clone()))
+        })
+        .collect();
+    let report = Report {
+        errors: undecodable,
+        warnings: vec![],
+    };
+    compile_model(objects, &ids, options, report).0
+}
+
 /// The compilation both entry points share: Secrets, then Backends, Gateways and HTTPRoutes (which refer to
 /// the others), then the checks across the whole configuration. `undecodable` names objects that were present
 /// but could not be decoded, so references to them say "invalid" rather than "not found". Returns the warnings
@@ -140,14 +223,46 @@ fn compile_model(
             .map(|(_, id)| id.clone());
         declared.into_iter().chain(undecoded).collect()
     };
+    let cluster = options.source == Source::Cluster;
     let secrets = secret::decode_all(&objects.secrets, &mut report);
     let mut backends: HashMap<String, Arc<Backend>> = HashMap::new();
+    let mut backend_problems: HashMap<String, Vec<String>> = HashMap::new();
     for object in &objects.backends {
-        if let Some(backend) = backend::compile(object, &secrets, options, &mut report) {
-            backends.insert(backend.id.clone(), Arc::new(backend));
+        let since = report.error_count();
+        let id = object.metadata.id();
+        match backend::compile(object, &secrets, options, &mut report) {
+            Some(backend) if !report.has_errors_about(since, "Backend", &id) => {
+                backends.insert(backend.id.clone(), Arc::new(backend));
+            }
+            _ => {
+                let problems = report.errors[since..]
+                    .iter()
+                    .map(|p| in_source_words(&p.field_message(), cluster))
+                    .collect();
+                backend_problems.insert(id, problems);
+            }
         }
     }
-    let listeners = gateway::compile_all(&objects.gateways, &mut report);
+    let since = report.error_count();
+    let (mut listeners, mut gateway_findings) =
+        gateway::compile_all(&objects.gateways, &mut report);
+    if cluster {
+        gateway::serve_one_port_each(&mut listeners, &mut gateway_findings);
+    }
+    let valid_gateways: BTreeSet<String> = listeners
+        .keys()
+        .filter(|id| !report.has_errors_about(since, "Gateway", id))
+        .cloned()
+        .collect();
+    // Cluster mode: a Gateway with errors has nothing to attach to (its routes say NoMatchingParent).
+    let listeners = if cluster {
+        listeners
+            .into_iter()
+            .filter(|(id, _)| valid_gateways.contains(id))
+            .collect()
+    } else {
+        listeners
+    };
     let gateway_ids = ids_of(
         Kind::Gateway,
         objects.gateways.iter().map(|g| g.metadata.id()).collect(),
@@ -161,11 +276,48 @@ fn compile_model(
         gateway_ids: &gateway_ids,
         backends: &backends,
         backend_ids: &backend_ids,
+        backend_problems: &backend_problems,
         default_timeout: options.default_timeout.unwrap_or(DEFAULT_ROUTE_TIMEOUT),
+        cluster: cluster.then_some(httproute::ClusterReferents {
+            reference_grants: &objects.reference_grants,
+            namespace_labels: &objects.namespace_labels,
+        }),
     };
     let mut rules = Vec::new();
+    let mut parents = BTreeMap::new();
+    let mut served_routes = BTreeSet::new();
     for (order, route) in objects.http_routes.iter().enumerate() {
-        httproute::compile(route, order, &referents, &mut report, &mut rules);
+        let id = route.metadata.id();
+        let since = report.error_count();
+        let mut route_rules = Vec::new();
+        let attachments =
+            httproute::compile(route, order, &referents, &mut report, &mut route_rules);
+        // Cluster mode serves a route unless it has errors of its own (not about a parentRef, which only
+        // skips that parent, nor about a backendRef, which answers 500).
+        let own_errors = report.errors[since..].iter().any(|p| {
+            p.is_about("HTTPRoute", &id)
+                && !p.reason.is_attachment()
+                && !p.reason.is_unresolved_ref()
+        });
+        if !route_rules.is_empty() && !own_errors {
+            served_routes.insert(id.clone());
+        }
+        if !cluster || !own_errors {
+            rules.extend(route_rules);
+        }
+        if let Some(attachments) = attachments {
+            let outcomes = attachments
+                .parents
+                .into_iter()
+                .map(|(parent, result)| {
+                    let result = result.map_err(|(reason, field, message)| {
+                        Problem::new("HTTPRoute", &id, &field, reason, message)
+                    });
+                    (parent, result)
+                })
+                .collect();
+            parents.insert(id, outcomes);
+        }
     }
     let any_route =
         !objects.http_routes.is_empty() || undecodable.iter().any(|(k, _)| *k == Kind::HttpRoute);
@@ -180,9 +332,23 @@ fn compile_model(
             ports.iter().next().copied().unwrap_or_default()
         ));
     }
-    if !report.errors.is_empty() {
-        let problems = report.errors;
-        return (Err(ConfigError { problems }), report.warnings);
+    let lines = |problems: &[Problem]| -> Vec<String> {
+        problems
+            .iter()
+            .map(|p| in_source_words(&p.line(), cluster))
+            .collect()
+    };
+    for problem in report.errors.iter_mut().chain(report.warnings.iter_mut()) {
+        problem.message = in_source_words(&problem.message, cluster);
+    }
+    let warnings = lines(&report.warnings);
+    if !cluster && !report.errors.is_empty() {
+        return (
+            Err(ConfigError {
+                problems: lines(&report.errors),
+            }),
+            warnings,
+        );
     }
     let mut backends: Vec<Arc<Backend>> = backends.into_values().collect();
     backends.sort_by(|a, b| a.id.cmp(&b.id));
@@ -190,9 +356,30 @@ fn compile_model(
         listener_port: ports.iter().next().copied(),
         routes: RouteTable::new(rules),
         backends,
-        warnings: report.warnings.clone(),
+        warnings: warnings.clone(),
+        findings: Findings {
+            errors: report.errors,
+            warnings: report.warnings,
+            gateways: gateway_findings,
+            valid_gateways,
+            parents,
+            served_routes,
+        },
     };
-    (Ok(config), report.warnings)
+    (Ok(config), warnings)
+}
+
+/// The backend compiler's messages say where Secrets were looked for in file terms; in cluster mode they
+/// were looked for in the cluster.
+fn in_source_words(line: &str, cluster: bool) -> String {
+    if !cluster {
+        return line.to_string();
+    }
+    line.replace(
+        "not in the config files (add the Secret manifest, or mount it and pass --secrets-dir)",
+        "not in the cluster (create it in the Backend's namespace, or mount it and pass --secrets-dir)",
+    )
+    .replace("neither in the config files nor under", "neither in the cluster nor under")
 }
 
 #[cfg(test)]

@@ -1,12 +1,19 @@
 //! The typed objects a configuration is made of, and the kinds the gateway reads.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use super::backend::BackendObject;
 use super::fields::Schema;
 use super::gateway::GatewayObject;
 use super::httproute::HttpRouteObject;
+use super::reference_grant::ReferenceGrantObject;
 use super::secret::SecretObject;
+
+/// Gateway API's group (`parentRefs[].group`'s default, `allowedRoutes.kinds[].group`'s default).
+pub const GATEWAY_API_GROUP: &str = "gateway.networking.k8s.io";
+/// kgateway's group (`Backend`).
+pub const KGATEWAY_GROUP: &str = "gateway.kgateway.dev";
 
 /// The typed objects of a configuration, each list in configuration order (the order breaks route
 /// precedence ties). Objects are identified by `metadata` (`namespace/name`, namespace `default` if none).
@@ -16,6 +23,11 @@ pub struct ObjectSet {
     pub http_routes: Vec<HttpRouteObject>,
     pub backends: Vec<BackendObject>,
     pub secrets: Vec<SecretObject>,
+    /// ReferenceGrants (`gateway.networking.k8s.io/v1beta1`): read in cluster mode only (see
+    /// `attach::permits`).
+    pub reference_grants: Vec<ReferenceGrantObject>,
+    /// The labels of each Namespace by name, for `allowedRoutes.namespaces.from: Selector` (cluster mode).
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The object kinds the gateway reads.

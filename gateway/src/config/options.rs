@@ -12,4 +12,19 @@ pub struct LoadOptions {
     /// without `endpointURL`.
     pub endpoint_override: Option<String>,
     pub default_timeout: Option<Duration>,
+    /// Where the objects come from; decides how strict the compilation is (see `config::Findings`).
+    pub source: Source,
+}
+
+/// Where a configuration's objects come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Source {
+    /// YAML files: any error rejects the whole configuration (a typo fails the load, and the last good
+    /// configuration keeps serving on reload); ReferenceGrants and `allowedRoutes.namespaces` are not
+    /// enforced (the files hold no Namespaces, and one operator writes them all).
+    #[default]
+    Files,
+    /// The API server: errors reject only the objects they are about (status says why), ReferenceGrants and
+    /// `allowedRoutes` are enforced.
+    Cluster,
 }

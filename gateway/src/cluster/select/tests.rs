@@ -88,6 +88,7 @@ fn cluster() -> Snapshot {
             backend("ns", "theirs", Some("gone")),
         ],
         secrets: vec![secret("ns", "keys"), secret("ns", "unrelated")],
+        ..Snapshot::default()
     }
 }
 
@@ -142,16 +143,22 @@ fn a_route_attached_to_both_classes_keeps_only_our_parent() {
         {"name": "http", "namespace": "ns", "group": "gateway.networking.k8s.io", "kind": "Gateway"},
         {"name": "missing"}
     ]);
-    let selection = select(&cluster, &scope());
-    let parents = selection.objects.http_routes[0]
-        .spec
-        .as_ref()
-        .and_then(|s| s.parent_refs.as_ref())
-        .expect("parentRefs");
-    assert_eq!(parents.len(), 1);
-    assert_eq!(parents[0].name.as_deref(), Some("http"));
     let (_, config) = compile_snapshot(&cluster, &scope(), &LoadOptions::default());
-    assert!(config.is_ok(), "{config:?}");
+    let config = config.expect("compiles");
+    assert!(
+        config.findings.errors.is_empty(),
+        "{:?}",
+        config.findings.errors
+    );
+    let parents = &config.findings.parents["ns/lambda"];
+    assert_eq!(
+        parents.len(),
+        1,
+        "only our parent has an outcome: {parents:?}"
+    );
+    assert_eq!(parents[0].0.name.as_deref(), Some("http"));
+    assert!(parents[0].1.is_ok());
+    assert_eq!(config.routes.rules().len(), 1);
 }
 
 #[test]
@@ -163,9 +170,13 @@ fn another_controller_name_or_gateway_flag_changes_what_is_served() {
     let selection = select(&cluster(), &theirs);
     assert_eq!(selection.gateways, ["ns/other"]);
     let (_, config) = compile_snapshot(&cluster(), &theirs, &LoadOptions::default());
-    let problems = config
-        .expect_err("their Backend's Secret is missing")
-        .problems;
+    let problems: Vec<String> = config
+        .expect("cluster mode serves around problems")
+        .findings
+        .errors
+        .iter()
+        .map(|p| p.line())
+        .collect();
     assert!(
         problems
             .iter()
@@ -194,20 +205,25 @@ fn another_controller_name_or_gateway_flag_changes_what_is_served() {
 }
 
 #[test]
-fn a_deleted_backend_rejects_the_configuration_naming_the_route_and_the_backend() {
+fn a_deleted_backend_leaves_the_route_served_answering_500_and_names_route_and_backend() {
     let mut cluster = cluster();
     cluster
         .backends
         .retain(|b| b["metadata"]["name"] != "lambda");
     let (_, config) = compile_snapshot(&cluster, &scope(), &LoadOptions::default());
-    let problems = config.expect_err("backend gone").problems;
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.starts_with("HTTPRoute ns/lambda: ")
-                && p.ends_with("Backend ns/lambda not found in the cluster")),
-        "{problems:?}"
+    let config = config.expect("cluster mode serves around a missing Backend");
+    let problems: Vec<String> = config.findings.errors.iter().map(|p| p.line()).collect();
+    assert_eq!(
+        problems,
+        ["HTTPRoute ns/lambda: spec.rules[0].backendRefs[0].name: Backend ns/lambda not found in the cluster"]
     );
+    assert_eq!(
+        config.findings.errors[0].reason,
+        crate::config::Reason::BackendNotFound
+    );
+    let rule = &config.routes.rules()[0];
+    assert_eq!((rule.backends.len(), rule.unresolved_weight), (0, 1));
+    assert!(rule.pick(0).is_none(), "the rule answers 500");
 }
 
 #[test]
@@ -277,6 +293,7 @@ fn secret_values_never_show_in_debug_output_or_problems() {
     cluster.secrets[0]["data"] = json!({"secretKey": ["TOPSECRETVALUE"]});
     let selection = select(&cluster, &scope());
     assert_eq!(selection.problems.len(), 1, "{:?}", selection.problems);
-    assert!(selection.problems[0].starts_with("Secret ns/keys: cannot be read"));
-    assert!(!selection.problems[0].contains("TOPSECRETVALUE"));
+    let line = selection.problems[0].line();
+    assert!(line.starts_with("Secret ns/keys: cannot be read"), "{line}");
+    assert!(!line.contains("TOPSECRETVALUE"));
 }
