@@ -15,7 +15,13 @@
 //! - Secret values are never logged (see [`select`] for what is stripped before compiling).
 //!
 //! Imports `config`, `state` and `model` only; `config` knows nothing of this module.
+//!
+//! `gateway controller` (provisioning a proxy per Gateway, leader-elected) is [`controller`], built on
+//! [`provision`] (pure: Gateway + GatewayParameters → objects) and [`lease`] (the election).
 
+pub mod controller;
+pub mod lease;
+pub mod provision;
 pub mod select;
 
 use std::path::Path;
