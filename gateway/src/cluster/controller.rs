@@ -261,7 +261,8 @@ pub async fn run(args: ControllerArgs) -> Result<(), ControllerError> {
     let admin = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .map_err(|e| ControllerError::Io(format!("cannot listen on {}: {e}", args.admin_listen)))?;
-    let admin_task = tokio::spawn(axum::serve(admin, admin_router(shared.clone())).into_future());
+    let admin_router = admin_router(shared.clone());
+    let admin_task = tokio::spawn(async move { axum::serve(admin, admin_router).await });
 
     let watch = ClusterWatch::start(&client);
     let parameters_changed = Arc::new(Notify::new());
