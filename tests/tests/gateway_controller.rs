@@ -71,7 +71,12 @@ fn documents(yaml: &str) -> Vec<Value> {
 
 /// The API serving `apiVersion`/`kind` in `namespace` (None: cluster-scoped or all namespaces), retried while
 /// a freshly created CRD is not yet served.
-async fn api(client: &Client, api_version: &str, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
+async fn api(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+) -> Api<DynamicObject> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -79,7 +84,9 @@ async fn api(client: &Client, api_version: &str, kind: &str, namespace: Option<&
         let discovery = Discovery::new(client.clone()).run().await.ok();
         if let Some((resource, caps)) = discovery.and_then(|d| d.resolve_gvk(&gvk)) {
             return match (caps.scope, namespace) {
-                (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
+                (Scope::Namespaced, Some(ns)) => {
+                    Api::namespaced_with(client.clone(), ns, &resource)
+                }
                 _ => Api::all_with(client.clone(), &resource),
             };
         }
@@ -119,10 +126,18 @@ async fn install_crds_and_namespaces(admin: &Client) {
         "deploy/crds/gateway.kgateway.dev_backends.yaml",
         "deploy/crds/gateway.kgateway.dev_gatewayparameters.yaml",
     ] {
-        create_all(admin, &std::fs::read_to_string(root.join(crd)).expect("CRD")).await;
+        create_all(
+            admin,
+            &std::fs::read_to_string(root.join(crd)).expect("CRD"),
+        )
+        .await;
     }
     for ns in ["kgateway-system", NAMESPACE, "other-team"] {
-        create(admin, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await;
+        create(
+            admin,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await;
     }
 }
 
@@ -150,6 +165,8 @@ async fn install_chart_controller(admin: &Client) -> Vec<String> {
                     .collect::<Vec<_>>(),
             );
         }
+        // The controller's objects (its Deployment too: validated by the API server, its pods stay Pending
+        // without a kubelet) and the proxies' ClusterRole; not the webhook's.
         let ours = name.starts_with(CONTROLLER) || name == PROXY_ROLE || kind == "GatewayClass";
         if ours
             && [
@@ -159,6 +176,7 @@ async fn install_chart_controller(admin: &Client) -> Vec<String> {
                 "Role",
                 "RoleBinding",
                 "GatewayClass",
+                "Deployment",
             ]
             .contains(&kind)
         {
@@ -176,10 +194,18 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(plane: &ControlPlane, chart_args: &[String], identity: &str, extra: &[&str]) -> Controller {
+    fn start(
+        plane: &ControlPlane,
+        chart_args: &[String],
+        identity: &str,
+        extra: &[&str],
+    ) -> Controller {
         let kubeconfig = plane.user_kubeconfig(
             &format!("system:serviceaccount:{NAMESPACE}:{CONTROLLER}"),
-            &["system:serviceaccounts", &format!("system:serviceaccounts:{NAMESPACE}")],
+            &[
+                "system:serviceaccounts",
+                &format!("system:serviceaccounts:{NAMESPACE}"),
+            ],
         );
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log = plane.dir().join(format!("controller-{identity}.log"));
@@ -196,16 +222,16 @@ impl Controller {
                 .iter()
                 .any(|flag| a.split_once('=').is_some_and(|(f, _)| f == *flag))
         }))
-            .arg(format!("--admin-listen={admin}"))
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--identity={identity}"))
-            // The downward API's POD_NAMESPACE in a pod.
-            .arg(format!("--lease-namespace={NAMESPACE}"))
-            .args(extra)
-            .env("RUST_LOG", "info,gateway=debug")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file);
+        .arg(format!("--admin-listen={admin}"))
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--identity={identity}"))
+        // The downward API's POD_NAMESPACE in a pod.
+        .arg(format!("--lease-namespace={NAMESPACE}"))
+        .args(extra)
+        .env("RUST_LOG", "info,gateway=debug")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file);
         let guard = ChildGuard::spawn(&format!("controller {identity}"), &mut cmd);
         Controller {
             admin,
@@ -226,7 +252,13 @@ impl Controller {
     fn metric(&self, series: &str) -> f64 {
         let (_, body) = self.get("/metrics");
         body.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0.0)
     }
 
@@ -245,7 +277,11 @@ impl Controller {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "controller not ready within {within:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "controller not ready within {within:?}; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -291,7 +327,11 @@ async fn eventually<T>(
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "{what} (not within {within:?})\n{}", context());
+        assert!(
+            Instant::now() < deadline,
+            "{what} (not within {within:?})\n{}",
+            context()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -341,11 +381,16 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
 
     // The seed's objects, verbatim: GatewayParameters, the Gateway pointing at it, Backend, HTTPRoute.
     create_all(&admin, SEED_PARAMETERS).await;
-    let seed = std::fs::read_to_string(workspace_root().join("gateway/tests/fixtures/seed.yaml")).expect("seed");
+    let seed = std::fs::read_to_string(workspace_root().join("gateway/tests/fixtures/seed.yaml"))
+        .expect("seed");
     create_all(&admin, &seed).await;
     // Another implementation's class and Gateway: never provisioned.
-    create(&admin, json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
-        "metadata": {"name": "other"}, "spec": {"controllerName": "example.com/other-gateway"}})).await;
+    create(
+        &admin,
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "other"}, "spec": {"controllerName": "example.com/other-gateway"}}),
+    )
+    .await;
     create(&admin, json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "theirs", "namespace": "other-team"},
         "spec": {"gatewayClassName": "other", "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]}})).await;
@@ -353,7 +398,13 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
     let mut controller = Controller::start(&plane, &chart_args, "controller-0", &[]);
     controller.wait_ready(Duration::from_secs(30));
 
-    let gateways = api(&admin, "gateway.networking.k8s.io/v1", "Gateway", Some("kgateway-system")).await;
+    let gateways = api(
+        &admin,
+        "gateway.networking.k8s.io/v1",
+        "Gateway",
+        Some("kgateway-system"),
+    )
+    .await;
     let gateway_uid = get(&gateways, "http").await.expect("the seed's Gateway")["metadata"]["uid"]
         .as_str()
         .expect("uid")
@@ -364,24 +415,56 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
     let log = || controller.log();
 
     // ServiceAccount `http` with the seed's role annotation.
-    let sa = eventually(Duration::from_secs(20), "ServiceAccount kgateway-system/http provisioned", async || get(&sas, "http").await, log).await;
-    assert_eq!(sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], ROLE_ARN);
+    let sa = eventually(
+        Duration::from_secs(20),
+        "ServiceAccount kgateway-system/http provisioned",
+        async || get(&sas, "http").await,
+        log,
+    )
+    .await;
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        ROLE_ARN
+    );
     // Deployment `http`: our image in cluster mode for this one Gateway, the sidecar requested.
-    let deployment = eventually(Duration::from_secs(10), "Deployment kgateway-system/http provisioned", async || get(&deployments, "http").await, log).await;
+    let deployment = eventually(
+        Duration::from_secs(10),
+        "Deployment kgateway-system/http provisioned",
+        async || get(&deployments, "http").await,
+        log,
+    )
+    .await;
     let pod = &deployment["spec"]["template"];
     let container = &pod["spec"]["containers"][0];
-    assert_eq!(container["image"], "ghcr.io/podcred/gateway:0.1.0", "the chart's proxy image");
+    assert_eq!(
+        container["image"], "ghcr.io/podcred/gateway:0.1.0",
+        "the chart's proxy image"
+    );
     assert_eq!(
         container["args"],
-        json!(["--from-cluster", "--gateway=kgateway-system/http", "--controller-name=podcred.dev/gateway",
-               "--admin-listen=0.0.0.0:9091", "--log-format=json"])
+        json!([
+            "--from-cluster",
+            "--gateway=kgateway-system/http",
+            "--controller-name=podcred.dev/gateway",
+            "--admin-listen=0.0.0.0:9091",
+            "--log-format=json"
+        ])
     );
     assert_eq!(container["ports"][0]["containerPort"], 8080);
     assert_eq!(pod["metadata"]["annotations"]["podcred.dev/inject"], "true");
     assert_eq!(pod["spec"]["serviceAccountName"], "http");
-    assert_eq!(deployment["spec"]["replicas"], 1, "no replicas in GatewayParameters: Kubernetes' default");
+    assert_eq!(
+        deployment["spec"]["replicas"], 1,
+        "no replicas in GatewayParameters: Kubernetes' default"
+    );
     // Service `http`: the listener's port.
-    let service = eventually(Duration::from_secs(10), "Service kgateway-system/http provisioned", async || get(&services, "http").await, log).await;
+    let service = eventually(
+        Duration::from_secs(10),
+        "Service kgateway-system/http provisioned",
+        async || get(&services, "http").await,
+        log,
+    )
+    .await;
     assert_eq!(service["spec"]["ports"][0]["port"], 8080);
     assert_eq!(service["spec"]["ports"][0]["targetPort"], 8080);
     for object in [&sa, &deployment, &service] {
@@ -389,28 +472,53 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
             object["metadata"]["ownerReferences"],
             json!([{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "name": "http",
                     "uid": gateway_uid, "controller": true}]),
-            "{}", object["kind"]
+            "{}",
+            object["kind"]
         );
         assert!(
             managers(object).contains(&("podcred-gateway-controller".into(), "Apply".into())),
-            "server-side applied by the controller's field manager: {:?}", managers(object)
+            "server-side applied by the controller's field manager: {:?}",
+            managers(object)
         );
     }
     // The proxies' ClusterRole is bound to this ServiceAccount only.
-    let bindings = api(&admin, "rbac.authorization.k8s.io/v1", "ClusterRoleBinding", None).await;
-    let binding = eventually(Duration::from_secs(10), "proxy ClusterRoleBinding", async || get(&bindings, PROXY_ROLE).await, log).await;
-    assert_eq!(binding["subjects"], json!([{"kind": "ServiceAccount", "name": "http", "namespace": "kgateway-system"}]));
+    let bindings = api(
+        &admin,
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        None,
+    )
+    .await;
+    let binding = eventually(
+        Duration::from_secs(10),
+        "proxy ClusterRoleBinding",
+        async || get(&bindings, PROXY_ROLE).await,
+        log,
+    )
+    .await;
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "http", "namespace": "kgateway-system"}])
+    );
     // Another class's Gateway: nothing provisioned.
     let theirs = api(&admin, "apps/v1", "Deployment", Some("other-team")).await;
     assert!(get(&theirs, "theirs").await.is_none());
-    assert!(get(&api(&admin, "v1", "ServiceAccount", Some("other-team")).await, "theirs").await.is_none());
+    assert!(get(
+        &api(&admin, "v1", "ServiceAccount", Some("other-team")).await,
+        "theirs"
+    )
+    .await
+    .is_none());
 
     // The provisioned proxy, run with the Deployment's own arguments as its ServiceAccount (the ClusterRole the
     // controller bound), serves the seed's curl: the Lambda endpoint is serverless-offline, static test keys
     // stand in for the sidecar's credentials (tests/tests/seed_e2e.rs covers the sidecar path).
     let proxy_kubeconfig = plane.user_kubeconfig(
         "system:serviceaccount:kgateway-system:http",
-        &["system:serviceaccounts", "system:serviceaccounts:kgateway-system"],
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:kgateway-system",
+        ],
     );
     let mut source: Vec<std::ffi::OsString> = container["args"]
         .as_array()
@@ -424,16 +532,30 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
     let mut env = integration::aws_isolated_env();
     env.extend([
         ("AWS_ACCESS_KEY_ID", "AKIAPROVISIONTEST001".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "provisionTestSecretNeverLogged000000000".to_string()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "provisionTestSecretNeverLogged000000000".to_string(),
+        ),
         ("AWS_ENDPOINT_URL_LAMBDA", sls.endpoint()),
     ]);
     let proxy = Gateway::start_with_source(&source, &env, &[]);
     let (status, body) = post(proxy.addr, "/echo");
-    assert_eq!((status, body.as_str()), (200, SEED_RESPONSE), "proxy log:\n{}", proxy.log());
+    assert_eq!(
+        (status, body.as_str()),
+        (200, SEED_RESPONSE),
+        "proxy log:\n{}",
+        proxy.log()
+    );
     drop(proxy);
 
     // Edit the GatewayParameters: the objects follow.
-    let parameters = api(&admin, "gateway.kgateway.dev/v1alpha1", "GatewayParameters", Some("kgateway-system")).await;
+    let parameters = api(
+        &admin,
+        "gateway.kgateway.dev/v1alpha1",
+        "GatewayParameters",
+        Some("kgateway-system"),
+    )
+    .await;
     let patch = json!({"spec": {"kube": {
         "serviceAccount": {"extraAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/other-role"}},
         "deployment": {"replicas": 3},
@@ -441,23 +563,37 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
         "podTemplate": {"extraAnnotations": {"example.com/team": "payments"}}
     }}});
     parameters
-        .patch("http-lambda", &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            "http-lambda",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
         .expect("patch the GatewayParameters");
     let started = Instant::now();
-    eventually(Duration::from_secs(10), "the edited GatewayParameters re-applied", async || {
-        let sa = get(&sas, "http").await?;
-        let deployment = get(&deployments, "http").await?;
-        let pod = &deployment["spec"]["template"];
-        (sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::123456789012:role/other-role"
-            && deployment["spec"]["replicas"] == 3
-            && pod["spec"]["containers"][0]["image"] == "ghcr.io/podcred/gateway:0.2.0"
-            && pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "128Mi"
-            && pod["metadata"]["annotations"]["example.com/team"] == "payments"
-            && pod["metadata"]["annotations"]["podcred.dev/inject"] == "true")
-            .then_some(())
-    }, log).await;
-    eprintln!("GatewayParameters edit applied {:?} after the patch", started.elapsed());
+    eventually(
+        Duration::from_secs(10),
+        "the edited GatewayParameters re-applied",
+        async || {
+            let sa = get(&sas, "http").await?;
+            let deployment = get(&deployments, "http").await?;
+            let pod = &deployment["spec"]["template"];
+            (sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+                == "arn:aws:iam::123456789012:role/other-role"
+                && deployment["spec"]["replicas"] == 3
+                && pod["spec"]["containers"][0]["image"] == "ghcr.io/podcred/gateway:0.2.0"
+                && pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "128Mi"
+                && pod["metadata"]["annotations"]["example.com/team"] == "payments"
+                && pod["metadata"]["annotations"]["podcred.dev/inject"] == "true")
+                .then_some(())
+        },
+        log,
+    )
+    .await;
+    eprintln!(
+        "GatewayParameters edit applied {:?} after the patch",
+        started.elapsed()
+    );
 
     // Add a listener to the Gateway: the Service gains its port.
     let listeners = json!({"spec": {"listeners": [
@@ -467,10 +603,20 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
         .patch("http", &PatchParams::default(), &Patch::Merge(&listeners))
         .await
         .expect("patch the Gateway");
-    eventually(Duration::from_secs(10), "the Service follows the Gateway's listeners", async || {
-        let ports: Vec<Value> = get(&services, "http").await?["spec"]["ports"].as_array()?.iter().map(|p| p["port"].clone()).collect();
-        (ports == [json!(8080), json!(8081)]).then_some(())
-    }, log).await;
+    eventually(
+        Duration::from_secs(10),
+        "the Service follows the Gateway's listeners",
+        async || {
+            let ports: Vec<Value> = get(&services, "http").await?["spec"]["ports"]
+                .as_array()?
+                .iter()
+                .map(|p| p["port"].clone())
+                .collect();
+            (ports == [json!(8080), json!(8081)]).then_some(())
+        },
+        log,
+    )
+    .await;
 
     // Delete the Gateway: the garbage collector removes what it owned; the binding drops the ServiceAccount.
     gateways
@@ -478,21 +624,44 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
         .await
         .expect("delete the Gateway");
     let started = Instant::now();
-    eventually(Duration::from_secs(60), "owned objects deleted with the Gateway", async || {
-        (get(&sas, "http").await.is_none()
-            && get(&deployments, "http").await.is_none()
-            && get(&services, "http").await.is_none())
-        .then_some(())
-    }, || format!("{}\nkube-controller-manager log:\n{}", controller.log(),
-        integration::kube::tail(&plane.dir().join("kube-controller-manager.log"), 30))).await;
-    eprintln!("owned objects gone {:?} after deleting the Gateway", started.elapsed());
-    eventually(Duration::from_secs(10), "the proxy binding no longer names the deleted Gateway's ServiceAccount", async || {
-        let binding = get(&bindings, PROXY_ROLE).await?;
-        (binding["subjects"].as_array().is_none_or(Vec::is_empty)).then_some(())
-    }, log).await;
+    eventually(
+        Duration::from_secs(60),
+        "owned objects deleted with the Gateway",
+        async || {
+            (get(&sas, "http").await.is_none()
+                && get(&deployments, "http").await.is_none()
+                && get(&services, "http").await.is_none())
+            .then_some(())
+        },
+        || {
+            format!(
+                "{}\nkube-controller-manager log:\n{}",
+                controller.log(),
+                integration::kube::tail(&plane.dir().join("kube-controller-manager.log"), 30)
+            )
+        },
+    )
+    .await;
+    eprintln!(
+        "owned objects gone {:?} after deleting the Gateway",
+        started.elapsed()
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the proxy binding no longer names the deleted Gateway's ServiceAccount",
+        async || {
+            let binding = get(&bindings, PROXY_ROLE).await?;
+            (binding["subjects"].as_array().is_none_or(Vec::is_empty)).then_some(())
+        },
+        log,
+    )
+    .await;
 
     let log = controller.log();
-    assert!(!log.contains("cannot watch"), "a watch failed (RBAC or CRD):\n{log}");
+    assert!(
+        !log.contains("cannot watch"),
+        "a watch failed (RBAC or CRD):\n{log}"
+    );
     assert!(!log.contains("cannot provision"), "{log}");
 }
 
@@ -504,7 +673,11 @@ async fn two_replicas_elect_one_leader_and_the_other_takes_over_when_it_is_kille
     install_crds_and_namespaces(&admin).await;
     let chart_args = install_chart_controller(&admin).await;
     // Short timings so the takeover is quick (the chart's defaults are client-go's 15s/10s/2s).
-    let fast = ["--lease-duration=3s", "--renew-deadline=2s", "--retry-period=250ms"];
+    let fast = [
+        "--lease-duration=3s",
+        "--renew-deadline=2s",
+        "--retry-period=250ms",
+    ];
     let mut replicas = [
         Controller::start(&plane, &chart_args, "replica-a", &fast),
         Controller::start(&plane, &chart_args, "replica-b", &fast),
@@ -516,51 +689,105 @@ async fn two_replicas_elect_one_leader_and_the_other_takes_over_when_it_is_kille
 
     let leases = api(&admin, "coordination.k8s.io/v1", "Lease", Some(NAMESPACE)).await;
     let holder = async || -> Option<String> {
-        get(&leases, CONTROLLER).await?["spec"]["holderIdentity"].as_str().map(str::to_string)
+        get(&leases, CONTROLLER).await?["spec"]["holderIdentity"]
+            .as_str()
+            .map(str::to_string)
     };
-    let logs = || format!("replica-a:\n{}\nreplica-b:\n{}", replicas[0].log(), replicas[1].log());
+    let logs = || {
+        format!(
+            "replica-a:\n{}\nreplica-b:\n{}",
+            replicas[0].log(),
+            replicas[1].log()
+        )
+    };
     // Exactly one leads, and it is the Lease's holder.
-    let leader = eventually(Duration::from_secs(15), "exactly one replica leads and holds the Lease", async || {
-        let holder = holder().await?;
-        let leading: Vec<usize> = (0..2).filter(|&i| replicas[i].is_leader()).collect();
-        match leading.as_slice() {
-            [only] if names[*only] == holder => Some(*only),
-            _ => None,
-        }
-    }, logs).await;
+    let leader = eventually(
+        Duration::from_secs(15),
+        "exactly one replica leads and holds the Lease",
+        async || {
+            let holder = holder().await?;
+            let leading: Vec<usize> = (0..2).filter(|&i| replicas[i].is_leader()).collect();
+            match leading.as_slice() {
+                [only] if names[*only] == holder => Some(*only),
+                _ => None,
+            }
+        },
+        logs,
+    )
+    .await;
     let follower = 1 - leader;
 
     // The leader provisions; the follower writes nothing.
     create_all(&admin, SEED_PARAMETERS).await;
-    let seed = std::fs::read_to_string(workspace_root().join("gateway/tests/fixtures/seed.yaml")).expect("seed");
+    let seed = std::fs::read_to_string(workspace_root().join("gateway/tests/fixtures/seed.yaml"))
+        .expect("seed");
     create_all(&admin, &seed).await;
     let deployments = api(&admin, "apps/v1", "Deployment", Some("kgateway-system")).await;
-    eventually(Duration::from_secs(15), "the leader provisions the seed's Gateway", async || get(&deployments, "http").await, logs).await;
+    eventually(
+        Duration::from_secs(15),
+        "the leader provisions the seed's Gateway",
+        async || get(&deployments, "http").await,
+        logs,
+    )
+    .await;
     let applies = r#"gateway_controller_applies_total{kind="Deployment",result="ok"}"#;
-    assert!(replicas[leader].metric(applies) >= 1.0, "{}", replicas[leader].log());
-    assert_eq!(replicas[follower].metric(applies), 0.0, "the follower applied something:\n{}", replicas[follower].log());
+    assert!(
+        replicas[leader].metric(applies) >= 1.0,
+        "{}",
+        replicas[leader].log()
+    );
+    assert_eq!(
+        replicas[follower].metric(applies),
+        0.0,
+        "the follower applied something:\n{}",
+        replicas[follower].log()
+    );
     assert!(!replicas[follower].is_leader());
 
     // Kill the leader without letting it release the Lease: the follower takes over once the Lease expires,
     // and provisions the next Gateway.
-    let transitions_before = get(&leases, CONTROLLER).await.expect("lease")["spec"]["leaseTransitions"].as_i64().unwrap_or(0);
+    let transitions_before = get(&leases, CONTROLLER).await.expect("lease")["spec"]
+        ["leaseTransitions"]
+        .as_i64()
+        .unwrap_or(0);
     replicas[leader].kill();
     let killed = Instant::now();
     let survivor = &replicas[follower];
     let logs = || format!("{}:\n{}", names[follower], survivor.log());
-    eventually(Duration::from_secs(20), "the follower takes over the Lease", async || {
-        (holder().await.as_deref() == Some(names[follower]) && survivor.is_leader()).then_some(())
-    }, logs).await;
+    eventually(
+        Duration::from_secs(20),
+        "the follower takes over the Lease",
+        async || {
+            (holder().await.as_deref() == Some(names[follower]) && survivor.is_leader())
+                .then_some(())
+        },
+        logs,
+    )
+    .await;
     let took = killed.elapsed();
-    eprintln!("{} led {took:?} after {} was killed (lease duration 3s)", names[follower], names[leader]);
+    eprintln!(
+        "{} led {took:?} after {} was killed (lease duration 3s)",
+        names[follower], names[leader]
+    );
     // Safety, not speed: the Lease of a leader that stopped renewing is not taken before it can have expired.
-    assert!(took >= Duration::from_secs(2), "took over a Lease that could not have expired yet: {took:?}");
-    let transitions = get(&leases, CONTROLLER).await.expect("lease")["spec"]["leaseTransitions"].as_i64().unwrap_or(0);
+    assert!(
+        took >= Duration::from_secs(2),
+        "took over a Lease that could not have expired yet: {took:?}"
+    );
+    let transitions = get(&leases, CONTROLLER).await.expect("lease")["spec"]["leaseTransitions"]
+        .as_i64()
+        .unwrap_or(0);
     assert_eq!(transitions, transitions_before + 1);
 
     create(&admin, json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": "second", "namespace": "kgateway-system"},
         "spec": {"gatewayClassName": "kgateway", "listeners": [{"name": "http", "protocol": "HTTP", "port": 8080}]}})).await;
-    eventually(Duration::from_secs(15), "the new leader provisions a new Gateway", async || get(&deployments, "second").await, logs).await;
+    eventually(
+        Duration::from_secs(15),
+        "the new leader provisions a new Gateway",
+        async || get(&deployments, "second").await,
+        logs,
+    )
+    .await;
     assert!(survivor.metric(applies) >= 1.0);
 }

@@ -216,7 +216,11 @@ fn watch_parameters(
     changed: Arc<Notify>,
 ) -> (Store<DynamicObject>, tokio::task::JoinHandle<()>) {
     let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(provision::PARAMETERS_GROUP, "v1alpha1", provision::PARAMETERS_KIND),
+        &GroupVersionKind::gvk(
+            provision::PARAMETERS_GROUP,
+            "v1alpha1",
+            provision::PARAMETERS_KIND,
+        ),
         "gatewayparameters",
     );
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -429,12 +433,18 @@ impl Reconciler {
         if let Some(role) = self.proxy_cluster_role.clone() {
             let binding = proxy_role_binding(&role, &service_accounts);
             if let Err(problem) = self.apply(&binding).await {
-                tracing::error!("cannot bind ClusterRole {role} to the proxies' ServiceAccounts: {problem}");
+                tracing::error!(
+                    "cannot bind ClusterRole {role} to the proxies' ServiceAccounts: {problem}"
+                );
             }
         }
     }
 
-    async fn reconcile_gateway(&mut self, gateway: &Value, parameters: &[Value]) -> Result<(), String> {
+    async fn reconcile_gateway(
+        &mut self,
+        gateway: &Value,
+        parameters: &[Value],
+    ) -> Result<(), String> {
         let namespace = gateway
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -503,7 +513,10 @@ impl Reconciler {
             }
             Err(error) => {
                 self.applied.remove(&key);
-                Err(format!("server-side apply of {kind} {}: {error}", key.trim_start_matches(&format!("{kind}/"))))
+                Err(format!(
+                    "server-side apply of {kind} {}: {error}",
+                    key.trim_start_matches(&format!("{kind}/"))
+                ))
             }
         }
     }
@@ -512,8 +525,14 @@ impl Reconciler {
 fn object_id(object: &Value) -> String {
     format!(
         "{}/{}",
-        object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
-        object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+        object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     )
 }
 

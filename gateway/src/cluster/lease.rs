@@ -48,6 +48,9 @@ impl Timings {
     }
 }
 
+/// What a candidate watches for change in the Lease: its holder and last renewal.
+type LeaseRecord = (Option<String>, Option<MicroTime>);
+
 /// One candidate for one Lease.
 pub struct Elector {
     api: Api<Lease>,
@@ -55,7 +58,7 @@ pub struct Elector {
     identity: String,
     timings: Timings,
     /// The last (holder, renewTime) seen and when (local clock) it was first seen.
-    observed: Option<((Option<String>, Option<MicroTime>), Instant)>,
+    observed: Option<(LeaseRecord, Instant)>,
     leader: watch::Sender<bool>,
 }
 
@@ -91,7 +94,8 @@ impl Elector {
     pub async fn run(&mut self) {
         let mut last_renewal: Option<Instant> = None;
         loop {
-            let attempt = tokio::time::timeout(self.timings.retry_period, self.try_acquire_or_renew()).await;
+            let attempt =
+                tokio::time::timeout(self.timings.retry_period, self.try_acquire_or_renew()).await;
             match attempt {
                 Ok(Ok(true)) => {
                     last_renewal = Some(Instant::now());
@@ -111,7 +115,9 @@ impl Elector {
                 Ok(Err(error)) => {
                     tracing::warn!(lease = %self.name, %error, "cannot read or write the leader Lease (retrying)")
                 }
-                Err(_) => tracing::warn!(lease = %self.name, "leader Lease request timed out (retrying)"),
+                Err(_) => {
+                    tracing::warn!(lease = %self.name, "leader Lease request timed out (retrying)")
+                }
             }
             if *self.leader.borrow()
                 && last_renewal.is_none_or(|at| at.elapsed() >= self.timings.renew_deadline)
@@ -126,7 +132,8 @@ impl Elector {
     /// One round: `Ok(true)` when this candidate holds the Lease afterwards.
     async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
         let now = MicroTime(Timestamp::now());
-        let duration_seconds = i32::try_from(self.timings.lease_duration.as_secs()).unwrap_or(i32::MAX);
+        let duration_seconds =
+            i32::try_from(self.timings.lease_duration.as_secs()).unwrap_or(i32::MAX);
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -150,14 +157,21 @@ impl Elector {
         };
         let spec = lease.spec.clone().unwrap_or_default();
         let record = (spec.holder_identity.clone(), spec.renew_time.clone());
-        let changed = self.observed.as_ref().is_none_or(|(seen, _)| *seen != record);
+        let changed = self
+            .observed
+            .as_ref()
+            .is_none_or(|(seen, _)| *seen != record);
         if changed {
             self.observed = Some((record, Instant::now()));
         }
         let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty());
         let ours = holder == Some(self.identity.as_str());
         if let Some(holder) = holder {
-            let seen_at = self.observed.as_ref().map(|(_, at)| *at).unwrap_or_else(Instant::now);
+            let seen_at = self
+                .observed
+                .as_ref()
+                .map(|(_, at)| *at)
+                .unwrap_or_else(Instant::now);
             // The holder's own lease duration decides when its silence means it is gone.
             let their_duration = spec
                 .lease_duration_seconds
@@ -173,13 +187,21 @@ impl Elector {
         lease.spec = Some(LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: Some(duration_seconds),
-            acquire_time: if ours { spec.acquire_time.clone() } else { Some(now.clone()) },
+            acquire_time: if ours {
+                spec.acquire_time.clone()
+            } else {
+                Some(now.clone())
+            },
             renew_time: Some(now),
             lease_transitions: Some(if ours { transitions } else { transitions + 1 }),
             ..spec
         });
         // `replace` sends the resourceVersion we read: a concurrent writer makes this a 409.
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(written) => {
                 let spec = written.spec.unwrap_or_default();
                 self.observed = Some(((spec.holder_identity, spec.renew_time), Instant::now()));
@@ -208,9 +230,15 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => tracing::info!(lease = %self.name, "released the leader lease"),
-            Err(error) => tracing::warn!(lease = %self.name, %error, "could not release the leader lease (it expires on its own)"),
+            Err(error) => {
+                tracing::warn!(lease = %self.name, %error, "could not release the leader lease (it expires on its own)")
+            }
         }
     }
 }

@@ -379,7 +379,10 @@ pub fn desired_objects(
         })),
     });
     let optional = [
-        ("imagePullSecrets", pod.image_pull_secrets.as_ref().map(|v| json!(v))),
+        (
+            "imagePullSecrets",
+            pod.image_pull_secrets.as_ref().map(|v| json!(v)),
+        ),
         ("nodeSelector", pod.node_selector.as_ref().map(|v| json!(v))),
         ("affinity", pod.affinity.clone()),
         ("tolerations", pod.tolerations.as_ref().map(|v| json!(v))),

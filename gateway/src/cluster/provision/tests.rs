@@ -85,7 +85,10 @@ fn the_seeds_gateway_gets_a_service_account_with_the_role_a_deployment_and_a_ser
             "--log-format=json"
         ])
     );
-    assert_eq!(container["ports"][0], json!({"name": "http", "containerPort": 8080, "protocol": "TCP"}));
+    assert_eq!(
+        container["ports"][0],
+        json!({"name": "http", "containerPort": 8080, "protocol": "TCP"})
+    );
     assert_eq!(
         deployment["spec"]["selector"]["matchLabels"],
         Value::Object(selector_labels("http"))
@@ -118,7 +121,10 @@ fn parameters_set_replicas_image_resources_pod_metadata_and_service() {
     assert_eq!(deployment["spec"]["replicas"], 3);
     let pod = &deployment["spec"]["template"];
     assert_eq!(pod["metadata"]["labels"]["team"], "a");
-    assert_eq!(pod["metadata"]["annotations"]["podcred.dev/inject"], "false", "an explicit opt-out wins");
+    assert_eq!(
+        pod["metadata"]["annotations"]["podcred.dev/inject"], "false",
+        "an explicit opt-out wins"
+    );
     assert_eq!(pod["metadata"]["annotations"]["x"], "y");
     assert_eq!(pod["spec"]["nodeSelector"], json!({"pool": "edge"}));
     let container = &pod["spec"]["containers"][0];
@@ -126,7 +132,10 @@ fn parameters_set_replicas_image_resources_pod_metadata_and_service() {
     assert_eq!(container["image"], "registry.example/podcred/gateway:v2");
     assert_eq!(container["imagePullPolicy"], "Always");
     assert_eq!(container["resources"]["limits"]["memory"], "128Mi");
-    assert_eq!(container["env"], json!([{"name": "RUST_LOG", "value": "debug"}]));
+    assert_eq!(
+        container["env"],
+        json!([{"name": "RUST_LOG", "value": "debug"}])
+    );
     let service = by_kind(&objects, "Service");
     assert_eq!(service["spec"]["type"], "NodePort");
     assert_eq!(service["spec"]["ports"][0]["nodePort"], 30080);
@@ -142,13 +151,22 @@ fn image_references_compose_as_kgateway_does() {
         digest: digest.map(Into::into),
         pull_policy: None,
     };
-    assert_eq!(image(Some("r.io"), Some("1"), None).reference(), "r.io/podcred/gateway:1");
-    assert_eq!(image(None, Some("1"), None).reference(), "podcred/gateway:1");
+    assert_eq!(
+        image(Some("r.io"), Some("1"), None).reference(),
+        "r.io/podcred/gateway:1"
+    );
+    assert_eq!(
+        image(None, Some("1"), None).reference(),
+        "podcred/gateway:1"
+    );
     assert_eq!(
         image(Some("r.io"), Some("1"), Some("sha256:ab")).reference(),
         "r.io/podcred/gateway:1@sha256:ab"
     );
-    assert_eq!(image(Some("r.io"), None, Some("sha256:ab")).reference(), "r.io/podcred/gateway@sha256:ab");
+    assert_eq!(
+        image(Some("r.io"), None, Some("sha256:ab")).reference(),
+        "r.io/podcred/gateway@sha256:ab"
+    );
 }
 
 #[test]
@@ -179,13 +197,18 @@ fn listener_ports_are_http_only_deduplicated_and_named_validly() {
 
 #[test]
 fn wrong_parameters_are_named_by_field_without_quoting_values() {
-    let error = decode_parameters(&json!({"spec": {"kube": {"deployment": {"replicas": "secret-ish"}}}}))
-        .unwrap_err();
-    assert!(error.starts_with("spec.kube.deployment.replicas: invalid type"), "{error}");
+    let error =
+        decode_parameters(&json!({"spec": {"kube": {"deployment": {"replicas": "secret-ish"}}}}))
+            .unwrap_err();
+    assert!(
+        error.starts_with("spec.kube.deployment.replicas: invalid type"),
+        "{error}"
+    );
     assert!(!error.contains("secret-ish"), "{error}");
 
     let mut gateway = seed_gateway();
-    gateway["spec"]["infrastructure"]["parametersRef"] = json!({"name": "p", "group": "example.com", "kind": "Params"});
+    gateway["spec"]["infrastructure"]["parametersRef"] =
+        json!({"name": "p", "group": "example.com", "kind": "Params"});
     assert_eq!(
         parameters_ref(&gateway).unwrap_err(),
         "spec.infrastructure.parametersRef: example.com/Params is not supported (only gateway.kgateway.dev/GatewayParameters)"
@@ -200,7 +223,15 @@ fn gateway_infrastructure_labels_and_annotations_reach_every_object() {
     gateway["spec"]["infrastructure"]["annotations"] = json!({"note": "n"});
     let objects = desired_objects(&gateway, None, &defaults()).expect("provisions");
     for object in &objects {
-        assert_eq!(object["metadata"]["labels"]["cost-center"], "42", "{}", object["kind"]);
-        assert_eq!(object["metadata"]["annotations"]["note"], "n", "{}", object["kind"]);
+        assert_eq!(
+            object["metadata"]["labels"]["cost-center"], "42",
+            "{}",
+            object["kind"]
+        );
+        assert_eq!(
+            object["metadata"]["annotations"]["note"], "n",
+            "{}",
+            object["kind"]
+        );
     }
 }
