@@ -10,9 +10,9 @@
 //!   and, with `--proxy-cluster-role`, one ClusterRoleBinding of that name binding the role to every
 //!   provisioned ServiceAccount. An object whose desired state has not changed since its last successful
 //!   apply is not sent again (the resync period clears that memory, which also repairs drift).
-//! - A Gateway that cannot be provisioned (missing or invalid `GatewayParameters`, no HTTP listener) is
-//!   logged with the Gateway and field, counted as an error, and retried on the next change or resync;
-//!   objects already provisioned for it are left as they are.
+//! - A Gateway that cannot be provisioned (missing or invalid `GatewayParameters`, no HTTP listener, a
+//!   failed apply) is logged with the Gateway and field, counted as an error, and retried after
+//!   [`RETRY_AFTER_ERROR`] and on the next change; objects already provisioned for it are left as they are.
 //! - Deleting a Gateway deletes its objects through their owner references (Kubernetes' garbage collector);
 //!   the controller deletes nothing itself.
 //! - Admin listener: `/healthz`, `/readyz` (200 once the first full list of every kind is in, leader or
@@ -49,6 +49,9 @@ use tokio::sync::{watch, Notify};
 use super::lease::{Elector, Timings};
 use super::provision::{self, Image, ProxyDefaults};
 use super::{ClusterWatch, RetryBackoff, Snapshot, DEBOUNCE, DEFAULT_CONTROLLER_NAME};
+
+/// How soon a pass that failed is tried again (without waiting for a change or the resync).
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 
 /// The server-side apply field manager of every object the controller writes.
 pub const FIELD_MANAGER: &str = "podcred-gateway-controller";
@@ -352,6 +355,8 @@ async fn reconcile_loop(
     let mut resync = tokio::time::interval(resync_period);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut leading = false;
+    // A pass with a failed apply (API server unreachable, a conflict) is retried soon, not at the next resync.
+    let mut failed = false;
     loop {
         let now_leading = *leader.borrow_and_update();
         reconciler.shared.leader.set(i64::from(now_leading));
@@ -367,7 +372,7 @@ async fn reconcile_loop(
                 .iter()
                 .filter_map(|p| serde_json::to_value(p.as_ref()).ok())
                 .collect();
-            reconciler.reconcile_all(&snapshot, &parameters).await;
+            failed = !reconciler.reconcile_all(&snapshot, &parameters).await;
             // Status (gateway/src/cluster/status.rs) is written here, by the leader only, from the same
             // `snapshot`.
         }
@@ -376,6 +381,7 @@ async fn reconcile_loop(
             _ = parameters_changed.notified() => tokio::time::sleep(DEBOUNCE).await,
             _ = resync.tick() => reconciler.applied.clear(),
             _ = leader.changed() => {}
+            _ = tokio::time::sleep(RETRY_AFTER_ERROR), if failed => {}
         }
     }
 }
@@ -392,8 +398,9 @@ struct Reconciler {
 }
 
 impl Reconciler {
-    /// One pass over every Gateway of our class.
-    async fn reconcile_all(&mut self, snapshot: &Snapshot, parameters: &[Value]) {
+    /// One pass over every Gateway of our class; `false` when something could not be applied.
+    async fn reconcile_all(&mut self, snapshot: &Snapshot, parameters: &[Value]) -> bool {
+        let mut all_ok = true;
         let classes: BTreeSet<&str> = snapshot
             .gateway_classes
             .iter()
@@ -421,6 +428,7 @@ impl Reconciler {
                 Ok(()) => "ok",
                 Err(problem) => {
                     tracing::error!(gateway = %id, "cannot provision Gateway {id}: {problem}");
+                    all_ok = false;
                     "error"
                 }
             };
@@ -436,8 +444,10 @@ impl Reconciler {
                 tracing::error!(
                     "cannot bind ClusterRole {role} to the proxies' ServiceAccounts: {problem}"
                 );
+                all_ok = false;
             }
         }
+        all_ok
     }
 
     async fn reconcile_gateway(
