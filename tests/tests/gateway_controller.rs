@@ -539,6 +539,7 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
         ("AWS_ENDPOINT_URL_LAMBDA", sls.endpoint()),
     ]);
     let proxy = Gateway::start_with_source(&source, &env, &[]);
+    proxy.wait_ready(Duration::from_secs(20));
     let (status, body) = post(proxy.addr, "/echo");
     assert_eq!(
         (status, body.as_str()),
