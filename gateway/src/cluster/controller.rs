@@ -13,6 +13,8 @@
 //! - A Gateway that cannot be provisioned (missing or invalid `GatewayParameters`, no HTTP listener, a
 //!   failed apply) is logged with the Gateway and field, counted as an error, and retried after
 //!   [`RETRY_AFTER_ERROR`] and on the next change; objects already provisioned for it are left as they are.
+//! - Leadership is checked between passes: a pass in flight when the Lease is lost finishes. Its applies are
+//!   idempotent and the same any leader would make from the same objects, so the overlap writes nothing new.
 //! - Deleting a Gateway deletes its objects through their owner references (Kubernetes' garbage collector);
 //!   the controller deletes nothing itself.
 //! - Admin listener: `/healthz`, `/readyz` (200 once the first full list of every kind is in, leader or
