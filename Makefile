@@ -54,7 +54,7 @@ e2e: peers build
 
 # The node tests run containerd and a kubelet: root only, one test at a time (they share the machine's CPUs).
 e2e-node: peers build images
-	$(CARGO) test -p integration --test images --test node_e2e --test teardown -- --include-ignored --test-threads=1
+	$(CARGO) test -p integration --test images --test node_e2e --test node_controller --test teardown -- --include-ignored --test-threads=1
 
 demo:
 	bash deploy/demo/demo.sh

@@ -40,9 +40,14 @@ use std::time::Duration;
     name = "gateway",
     version,
     about = "HTTP gateway to AWS Lambda, configured by kgateway Backend + Gateway API HTTPRoute manifests",
-    group(clap::ArgGroup::new("source").required(true).args(["config", "from_cluster"]))
+    group(clap::ArgGroup::new("source").required(true).args(["config", "from_cluster"])),
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Args {
+    /// `gateway controller …` instead of serving routes.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// YAML files holding Gateway, HTTPRoute, Backend (and Secret) objects; several documents per file allowed.
     /// Either --config or --from-cluster, not both.
     #[arg(long = "config", short = 'c', num_args = 1..)]
@@ -109,6 +114,24 @@ pub struct Args {
     pub max_connections: usize,
 }
 
+/// Modes other than serving routes.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Provision a proxy (ServiceAccount, Deployment, Service) for every Gateway of our GatewayClass, as
+    /// kgateway does; leader-elected through a Lease (see README "Gateway controller").
+    Controller(cluster::controller::ControllerArgs),
+}
+
+impl Args {
+    /// The `--log-format` of the mode being run.
+    pub fn log_format(&self) -> &str {
+        match &self.command {
+            Some(Command::Controller(controller)) => &controller.log_format,
+            None => &self.log_format,
+        }
+    }
+}
+
 fn parse_gateway_id(text: &str) -> Result<String, String> {
     match text.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
@@ -136,6 +159,15 @@ pub enum RunError {
     Serve(#[from] server::ServeError),
 }
 
+impl From<cluster::controller::ControllerError> for RunError {
+    fn from(error: cluster::controller::ControllerError) -> Self {
+        match error {
+            cluster::controller::ControllerError::Usage(message) => RunError::Usage(message),
+            cluster::controller::ControllerError::Io(message) => RunError::Io(message),
+        }
+    }
+}
+
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -158,7 +190,13 @@ pub fn run(args: Args) -> Result<(), RunError> {
         .enable_all()
         .build()
         .map_err(|e| RunError::Io(format!("cannot start the async runtime: {e}")))?;
-    control.block_on(serve(args))
+    match args.command {
+        Some(Command::Controller(controller)) => {
+            control.block_on(cluster::controller::run(controller))?;
+            Ok(())
+        }
+        None => control.block_on(serve(args)),
+    }
 }
 
 async fn serve(args: Args) -> Result<(), RunError> {

@@ -6,7 +6,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args = gateway::Args::parse();
-    init_tracing(&args.log_format);
+    init_tracing(args.log_format());
     // Several rustls providers may be compiled in (aws-config brings its own); pick aws-lc-rs explicitly.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     if let Err(error) = gateway::run(args) {

@@ -19,7 +19,13 @@
 //! - Secret values are never logged (see [`select`] for what is stripped before compiling).
 //!
 //! Imports `config`, `state`, `clock` and `model` only; `config` knows nothing of this module.
+//!
+//! `gateway controller` (provisioning a proxy per Gateway, leader-elected) is [`controller`], built on
+//! [`provision`] (pure: Gateway + GatewayParameters → objects) and [`lease`] (the election).
 
+pub mod controller;
+pub mod lease;
+pub mod provision;
 pub mod select;
 pub mod status;
 
@@ -344,7 +350,7 @@ pub async fn follow(
 }
 
 /// Writes the statuses that differ; false when a write failed (to be retried).
-async fn write_status(
+pub(crate) async fn write_status(
     writer: &StatusWriter,
     snapshot: &Snapshot,
     scope: &Scope,
