@@ -506,6 +506,7 @@ async fn run(seconds: u64) -> bool {
     let gateway = block_in_place(|| Gateway::start(&config, &gateway_env, &[]));
     block_in_place(|| gateway.wait_ready(Duration::from_secs(30)));
     sampler.track("gateway", gateway.child_id());
+    track_peers(&sampler, &plane, &moto, &sls, "");
     let auth_token = std::fs::read_to_string(credproxy.auth_token_file()).expect("auth token");
 
     // The webhook mutates before the load starts (its ServiceAccount cache has the role).
@@ -809,6 +810,7 @@ async fn run(seconds: u64) -> bool {
     timeline.note("API server stopped; starting it again (same etcd)");
     plane.start_apiserver().await;
     let ready = timeline.note("API server ready");
+    track_peers(&sampler, &plane, &moto, &sls, "kube-apiserver");
     timeline
         .apiserver_down
         .push((stopped, ready + APISERVER_GRACE));
@@ -919,6 +921,36 @@ async fn run(seconds: u64) -> bool {
     drop(webhook_b);
     drop(plane);
     passed
+}
+
+/// Registers the test peers' processes (found by command line) for sampling; `only` narrows to one name.
+fn track_peers(
+    sampler: &Sampler,
+    plane: &ControlPlane,
+    moto: &Moto,
+    sls: &ServerlessOffline,
+    only: &str,
+) {
+    let etcd_data = format!("--data-dir={}", plane.dir().join("etcd").display());
+    let secure_port = format!("--secure-port={}", plane.api_port());
+    let moto_port = moto.port.to_string();
+    let lambda_port = sls.lambda_port.to_string();
+    let peers: [(&str, Vec<&str>); 4] = [
+        ("kube-apiserver", vec!["kube-apiserver", &secure_port]),
+        ("etcd", vec![&etcd_data]),
+        ("moto", vec!["moto", "-p", &moto_port]),
+        (
+            "sls-offline",
+            vec!["node", "offline", "--lambdaPort", &lambda_port],
+        ),
+    ];
+    for (name, parts) in peers {
+        if only.is_empty() || only == name {
+            for pid in sampler::pids_with_args(&parts) {
+                sampler.track_peer(name, pid);
+            }
+        }
+    }
 }
 
 /// (log time, expiration) of every `credentials fetched` line of the gateway.
@@ -1305,6 +1337,7 @@ fn report(r: &ReportInputs<'_>) -> (String, bool) {
                 .map_or("-".into(), |v| v.fds_baseline.to_string()),
             instance.last().map_or("-".into(), |s| s.fds.to_string()),
             match &verdict {
+                _ if !instance.judged => "test peer: reported, not judged".to_string(),
                 None => "too short-lived to judge".to_string(),
                 Some(v) if v.rss_flat && v.fds_flat => "flat".to_string(),
                 Some(v) => format!(
@@ -1316,7 +1349,7 @@ fn report(r: &ReportInputs<'_>) -> (String, bool) {
                 ),
             }
         );
-        if let Some(v) = verdict {
+        if let Some(v) = verdict.filter(|_| instance.judged) {
             if !(v.rss_flat && v.fds_flat) {
                 missed.push(format!("{} not flat", instance.name));
             }

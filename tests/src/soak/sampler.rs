@@ -3,7 +3,8 @@
 //!
 //! Contract:
 //! - [`Sampler::track`] registers a process instance (a restarted process is a new instance); sampling stops
-//!   for it once `/proc/<pid>` is gone.
+//!   for it once `/proc/<pid>` is gone. [`Sampler::track_peer`] registers a test peer's process: sampled and
+//!   reported the same way, but not ours to judge ([`Instance::judged`] is false).
 //! - [`Instance::flatness`] compares the instance's settled level with its level at the end: samples in the
 //!   first quarter of its life are warm-up (allocator arenas, connection pools and caches filling) and
 //!   ignored; the *baseline* is the maximum over the second quarter, the *end* the maximum over the last
@@ -39,6 +40,8 @@ pub struct Instance {
     pub pid: u32,
     pub samples: Vec<Sample>,
     pub gone: bool,
+    /// Ours (held to the flatness targets), not a test peer's.
+    pub judged: bool,
 }
 
 /// The verdict on one instance.
@@ -99,6 +102,14 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn track(&self, name: &str, pid: u32) {
+        self.register(name, pid, true);
+    }
+
+    pub fn track_peer(&self, name: &str, pid: u32) {
+        self.register(name, pid, false);
+    }
+
+    fn register(&self, name: &str, pid: u32, judged: bool) {
         self.instances
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -107,6 +118,7 @@ impl Sampler {
                 pid,
                 samples: Vec::new(),
                 gone: false,
+                judged,
             });
     }
 
@@ -134,6 +146,28 @@ impl Sampler {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// The processes whose command line contains every one of `parts` (e.g. a peer's binary name and its port).
+pub fn pids_with_args(parts: &[&str]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            // A shell that starts the peer (`sh -c "node … "`) carries the same words; it is not the peer.
+            let program = cmdline.split('\0').next()?;
+            if program == "sh" || program.ends_with("/sh") {
+                return None;
+            }
+            let cmdline = cmdline.replace('\0', " ");
+            parts.iter().all(|p| cmdline.contains(p)).then_some(pid)
+        })
+        .collect()
 }
 
 /// RSS and fd count of `pid`, `None` if it is gone (or a zombie, which has no `VmRSS`).
@@ -173,6 +207,7 @@ mod tests {
                 })
                 .collect(),
             gone: false,
+            judged: true,
         }
     }
 
