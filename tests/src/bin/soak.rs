@@ -6,7 +6,7 @@
 //!
 //! What runs (all real peers; the only stand-ins are fault injectors in `integration::soak::faults`):
 //! - moto (STS) behind the STS fault proxy ← credproxy (`--duration-seconds=120 --refresh-fraction=0.1`, so
-//!   it refreshes every ≈ 11-12 s, the *refresh period* R) ← the gateway (`--config` file) → the flapping
+//!   it refreshes every 10.8–12 s, the *refresh period* R) ← the gateway (`--config` file) → the flapping
 //!   proxy → serverless-offline running the seed's `echo`. The web-identity token credproxy exchanges is a
 //!   real service-account token (TokenRequest) from the soak's API server.
 //! - etcd + kube-apiserver with our webhook registered (`failurePolicy: Fail`) at a Service-like balancer
@@ -25,8 +25,9 @@
 //!
 //! Excused failures (counted and reported by reason, never silently dropped):
 //! - gateway `502 LambdaUnreachable` for a request whose [start, end] overlaps a Lambda-down window;
-//! - gateway `503 NoCredentials` when the credentials the gateway last fetched (its `credentials fetched` log
-//!   line before the request started) had ≤ 10 s + 1 s left (the gateway's expiry margin): nothing valid held;
+//! - gateway `503 NoCredentials` / `502 CredentialsRejected` when the credentials the gateway last fetched
+//!   (its `credentials fetched` log line before the request started) had ≤ 10 s + 1 s left (its expiry
+//!   margin): nothing valid held;
 //! - credproxy requests overlapping [SIGKILL, restarted instance ready]; or failing when the instance had
 //!   served no credentials with more than 15 s + 1 s left (its expiry margin) before the request started;
 //! - pod creations overlapping [API server stopped, ready again + 2 s];
@@ -37,6 +38,7 @@
 //! no served credential with less than its margin left); 0 failed admissions outside the excused instants;
 //! 0 unexcused gateway failures; STS calls ≤ the bound printed with the report (derivation there); RSS and
 //! open fds flat per `integration::soak::sampler`; no secret in any log; and every fault actually exercised.
+//! The same, with the reasons and the measured figures: `tests/README.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
