@@ -13,7 +13,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-.PHONY: help build images peers test unit e2e e2e-node demo bench fuzz lint fmt clean-cache
+.PHONY: help build images peers test unit e2e e2e-node demo bench fuzz soak lint fmt clean-cache
 
 help:
 	@echo "make demo   - run the seed's flow locally (moto STS + serverless-offline Lambda + credproxy + gateway)"
@@ -24,6 +24,7 @@ help:
 	@echo "make e2e-node - only the real-node tests (kubelet + containerd, the chart and the seed's flow as pods)"
 	@echo "make bench  - benchmarks (criterion + load tools side by side with the peers)"
 	@echo "make fuzz   - every cargo-fuzz target FUZZ_SECONDS seconds (default 30; installs cargo-fuzz, nightly)"
+	@echo "make soak   - fault soak SOAK_SECONDS seconds (default 300, min 180): load + scheduled faults, report in target/soak/"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 
 build:
@@ -67,6 +68,12 @@ FUZZ_SECONDS ?= 30
 FUZZ_TARGETS ?=
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" bash fuzz/run.sh
+
+# The fault soak (tests/src/bin/soak.rs): real peers, scheduled faults, exit 1 when a target is missed.
+# Not part of `make test`: it needs at least 180 s of load plus ~1 min of peer start-up.
+SOAK_SECONDS ?= 300
+soak: peers build
+	$(CARGO) run -p integration --bin soak -- $(SOAK_SECONDS)
 
 lint:
 	$(CARGO) fmt --all -- --check

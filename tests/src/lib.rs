@@ -22,6 +22,7 @@ pub mod moto;
 pub mod node;
 pub mod reaper;
 pub mod serverless;
+pub mod soak;
 pub mod webhook_cluster;
 
 /// The workspace root (the folder holding the top-level `Cargo.toml`).
