@@ -476,7 +476,7 @@ pub fn resolve_with_file(
         .map_or_else(|| "-".to_owned(), |p| p.display().to_string());
     let file = match text {
         None => None,
-        Some(text) => match serde_yaml::from_str::<FileConfig>(text) {
+        Some(text) => match serde_yaml_ng::from_str::<FileConfig>(text) {
             Ok(f) => Some(f),
             Err(e) => {
                 problems.push(format!("--config {name}: {e}"));

@@ -260,8 +260,8 @@ pub fn webhook_inject(data: &[u8]) {
     let Ok((output, _)) = run(text) else {
         return;
     };
-    for document in serde_yaml::Deserializer::from_str(&output) {
-        serde_yaml::Value::deserialize(document)
+    for document in serde_yaml_ng::Deserializer::from_str(&output) {
+        serde_yaml_ng::Value::deserialize(document)
             .unwrap_or_else(|e| panic!("output is not YAML ({e}):\n{output}"));
     }
     let (again, _) = run(&output).unwrap_or_else(|e| panic!("own output refused ({e}):\n{output}"));

@@ -66,7 +66,11 @@ fn raw(input: &EventInput<'_>) -> Result<Bytes, EventError> {
         // Lambda treats an empty payload as `{}`; send exactly that so every runtime agrees.
         return Ok(Bytes::from_static(b"{}"));
     }
-    serde_json::from_slice::<serde::de::IgnoredAny>(input.body)
+    // JSON is UTF-8 (RFC 8259 §8.1). Checked first: `IgnoredAny` skips string contents without validating
+    // them, so `{"k":"\xbd"}` would pass and Lambda would refuse it (found by the gateway_event fuzz target).
+    let text = std::str::from_utf8(input.body)
+        .map_err(|e| EventError::BodyNotJson(format!("the body is not UTF-8: {e}")))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map_err(|e| EventError::BodyNotJson(e.to_string()))?;
     Ok(Bytes::copy_from_slice(input.body))
 }

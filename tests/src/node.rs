@@ -562,12 +562,13 @@ fileCheckFrequency: 5s
     /// Creates every document of a multi-document YAML (any kind the API server serves), in order.
     pub async fn create_yaml(&self, yaml: &str) {
         let client = self.client().await;
-        for document in serde_yaml::Deserializer::from_str(yaml) {
-            let value = serde_yaml::Value::deserialize(document).expect("YAML document");
+        for document in serde_yaml_ng::Deserializer::from_str(yaml) {
+            let value = serde_yaml_ng::Value::deserialize(document).expect("YAML document");
             if value.is_null() {
                 continue;
             }
-            let object: DynamicObject = serde_yaml::from_value(value).expect("a Kubernetes object");
+            let object: DynamicObject =
+                serde_yaml_ng::from_value(value).expect("a Kubernetes object");
             create_object(&client, object).await;
         }
     }

@@ -287,7 +287,7 @@ pub async fn dry_run_apply(client: &Client, yaml: &str) -> Vec<String> {
         .await
         .expect("API discovery");
     let mut unresolved = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
+    for document in serde_yaml_ng::Deserializer::from_str(yaml) {
         let value: Value = serde::Deserialize::deserialize(document).expect("rendered YAML parses");
         if value.is_null() {
             continue;
@@ -350,7 +350,7 @@ pub async fn create_for_real(client: &Client, yaml: &str) {
         .run()
         .await
         .expect("API discovery");
-    for document in serde_yaml::Deserializer::from_str(yaml) {
+    for document in serde_yaml_ng::Deserializer::from_str(yaml) {
         let value: Value = serde::Deserialize::deserialize(document).expect("YAML");
         if value.is_null() {
             continue;
@@ -367,7 +367,7 @@ pub async fn create_for_real(client: &Client, yaml: &str) {
 
 /// The documents of a multi-document YAML text, as JSON values.
 pub fn yaml_documents(text: &str) -> impl Iterator<Item = Value> + '_ {
-    serde_yaml::Deserializer::from_str(text)
+    serde_yaml_ng::Deserializer::from_str(text)
         .map(|doc| -> Value { serde::Deserialize::deserialize(doc).expect("YAML") })
 }
 

@@ -49,7 +49,7 @@ fn gateway_api_crds() -> Vec<PathBuf> {
 }
 
 fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    serde_yaml_ng::Deserializer::from_str(yaml)
         .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
         .filter(|v: &Value| !v.is_null())
         .collect()

@@ -175,7 +175,7 @@ async fn the_charts_rbac_is_all_the_webhook_needs() {
             ]
             .contains(&doc["kind"].as_str().unwrap_or_default())
         })
-        .map(|doc| format!("---\n{}", serde_yaml::to_string(&doc).expect("YAML")))
+        .map(|doc| format!("---\n{}", serde_yaml_ng::to_string(&doc).expect("YAML")))
         .collect();
     create_for_real(&client, &rbac).await;
 

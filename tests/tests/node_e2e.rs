@@ -191,7 +191,7 @@ fn gateway_manifests(lambda_endpoint: &str, sts_endpoint: Option<&str>) -> Strin
         .replace("${AWS_ACCOUNT_ID}", ACCOUNT)
         .replace("${AWS_LAMBDA_REGION}", "us-east-1");
     let mut out = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&text) {
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
         let mut value: serde_json::Value =
             serde::Deserialize::deserialize(document).expect("example YAML");
         if value["kind"] == "Deployment" {
@@ -203,7 +203,7 @@ fn gateway_manifests(lambda_endpoint: &str, sts_endpoint: Option<&str>) -> Strin
                 env.push(json!({"name": "AWS_ENDPOINT_URL_STS", "value": sts}));
             }
         }
-        out.push(serde_yaml::to_string(&value).expect("YAML"));
+        out.push(serde_yaml_ng::to_string(&value).expect("YAML"));
     }
     out.join("---\n")
 }
@@ -566,7 +566,7 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
         .split("---\n")
         .find(|d| d.contains("kind: Deployment"))
         .expect("Deployment document");
-    let deployment: Deployment = serde_yaml::from_str(deployment_doc).expect("Deployment");
+    let deployment: Deployment = serde_yaml_ng::from_str(deployment_doc).expect("Deployment");
     deployments
         .replace("http", &PostParams::default(), &{
             let mut d = deployment;
@@ -668,7 +668,7 @@ async fn the_chart_and_the_seeds_flow_run_as_pods_on_a_real_node() {
     let late_port = integration::free_port();
     let late_sts = format!("http://{host}:{late_port}");
     let manifests = gateway_manifests(&sls.endpoint(), Some(&late_sts));
-    let template: Deployment = serde_yaml::from_str(
+    let template: Deployment = serde_yaml_ng::from_str(
         manifests
             .split("---\n")
             .find(|d| d.contains("kind: Deployment"))

@@ -144,12 +144,13 @@ pub fn inject(
 ) -> Result<(String, Report), InjectError> {
     let mut documents = Vec::new();
     for input in inputs {
-        for (index, doc) in serde_yaml::Deserializer::from_str(&input.text).enumerate() {
+        for (index, doc) in serde_yaml_ng::Deserializer::from_str(&input.text).enumerate() {
             let location = format!("{} document {}", input.name, index + 1);
-            let yaml = serde_yaml::Value::deserialize(doc).map_err(|e| InjectError::Document {
-                location: location.clone(),
-                message: format!("invalid YAML: {e}"),
-            })?;
+            let yaml =
+                serde_yaml_ng::Value::deserialize(doc).map_err(|e| InjectError::Document {
+                    location: location.clone(),
+                    message: format!("invalid YAML: {e}"),
+                })?;
             let value = serde_json::to_value(&yaml).map_err(|e| InjectError::Document {
                 location: location.clone(),
                 message: format!("not representable as JSON: {e}"),
@@ -178,10 +179,11 @@ pub fn inject(
             report: &mut report,
         };
         ctx.visit(&mut document.value, &location)?;
-        let yaml = serde_yaml::to_string(&document.value).map_err(|e| InjectError::Document {
-            location,
-            message: format!("cannot serialise: {e}"),
-        })?;
+        let yaml =
+            serde_yaml_ng::to_string(&document.value).map_err(|e| InjectError::Document {
+                location,
+                message: format!("cannot serialise: {e}"),
+            })?;
         output.push_str("---\n");
         output.push_str(&yaml);
     }

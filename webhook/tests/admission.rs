@@ -54,7 +54,7 @@ fn run_case(name: &str) {
                 .expect("base64 patch");
             let request: Value = serde_json::from_slice(&body).unwrap();
             let mutated = apply_patch(&request["request"]["object"], &patch);
-            let expected_pod: Value = serde_yaml::from_str(&expected_pod).unwrap();
+            let expected_pod: Value = serde_yaml_ng::from_str(&expected_pod).unwrap();
             assert_same_pod(name, &mutated, &expected_pod);
             assert_eq!(
                 reply.outcome,

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use super::fields::{decode, Finding};
 use super::objects::{Kind, ObjectSet};
@@ -48,7 +48,7 @@ pub(super) fn read(sources: &[(&str, &str)], report: &mut Report) -> ReadObjects
     let mut read = ReadObjects::default();
     let mut seen: HashSet<(Kind, String)> = HashSet::new();
     for (source, text) in sources {
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
             let at = format!("{source}: document {}", index + 1);
             let value = match Value::deserialize(document) {
                 Ok(value) => value,

@@ -1,7 +1,7 @@
 //! Typed decoding of one object, and what to say about the fields it had that its type does not read.
 //!
 //! Contract:
-//! - [`decode`] deserializes any self-describing source (a `serde_yaml::Value` from the files, a
+//! - [`decode`] deserializes any self-describing source (a `serde_yaml_ng::Value` from the files, a
 //!   `serde_json::Value` from the API server) into a typed object. A type error comes back with the path of the
 //!   failing field (`serde_path_to_error`); every field the type did not read comes back as a path too
 //!   (`serde_ignored`). Decoding stops at the first type error of an object.

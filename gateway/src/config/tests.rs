@@ -518,7 +518,7 @@ fn upstream_fields_are_not_mistaken_for_typos_and_typos_are_caught() {
 /// compiler to the same result, and the same decoder finds typos in JSON too.
 #[test]
 fn objects_decoded_from_json_compile_like_the_yaml() {
-    let documents: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(SEED)
+    let documents: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(SEED)
         .map(|d| serde::Deserialize::deserialize(d).expect("seed YAML"))
         .collect();
     let mut objects = ObjectSet::default();
@@ -597,7 +597,7 @@ fn objects_decoded_from_json_compile_like_the_yaml() {
 #[test]
 fn a_secret_object_debug_shows_key_names_only() {
     let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {secretKey: c2VjcmV0LWluLWRhdGE=}\nstringData: {accessKey: secret-in-string-data}\n";
-    let secret: SecretObject = serde_yaml::from_str(yaml).expect("decodes");
+    let secret: SecretObject = serde_yaml_ng::from_str(yaml).expect("decodes");
     let debug = format!("{secret:?}");
     assert!(
         debug.contains("secretKey") && debug.contains("accessKey"),
@@ -673,7 +673,7 @@ fn filters_compile_to_the_model_from_files_and_from_api_objects() {
     assert!(rules[2].backends[0].filters.is_empty());
 
     let mut objects = ObjectSet::default();
-    for document in serde_yaml::Deserializer::from_str(&yaml) {
+    for document in serde_yaml_ng::Deserializer::from_str(&yaml) {
         let value: serde_json::Value = serde::Deserialize::deserialize(document).expect("YAML");
         let json = serde_json::to_string(&value).expect("to JSON");
         match value["kind"].as_str() {

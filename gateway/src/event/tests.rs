@@ -38,6 +38,14 @@ fn raw_passes_the_json_body_through_byte_for_byte() {
         build(RequestEvent::Raw, &input(&[], b"key=value", None)),
         Err(EventError::BodyNotJson(_))
     ));
+    // Well-formed JSON syntax around a string that is not UTF-8 is not JSON.
+    assert!(matches!(
+        build(
+            RequestEvent::Raw,
+            &input(&[], b"{\"key1\":\"\xbdalu1\"}", None)
+        ),
+        Err(EventError::BodyNotJson(_))
+    ));
 }
 
 /// curl -d sends application/x-www-form-urlencoded: Envoy base64-encodes it (only exact JSON/JS/XML/text stay text).

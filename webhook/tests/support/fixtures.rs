@@ -18,7 +18,7 @@ pub fn fixtures_dir(kind: &str) -> PathBuf {
 
 pub fn read_yaml<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Names of the case directories under `tests/fixtures/<kind>`.
@@ -245,8 +245,8 @@ pub fn assert_same_pod(case: &str, actual: &Value, expected: &Value) {
         diff(&e, &a, String::new(), &mut differences);
         panic!(
             "{case}: pods differ at {differences:#?}\n--- expected\n{}\n--- actual\n{}",
-            serde_yaml::to_string(&e).unwrap(),
-            serde_yaml::to_string(&a).unwrap()
+            serde_yaml_ng::to_string(&e).unwrap(),
+            serde_yaml_ng::to_string(&a).unwrap()
         );
     }
 }

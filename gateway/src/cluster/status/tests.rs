@@ -19,7 +19,7 @@ fn fixtures_dir() -> PathBuf {
 fn load(text: &str) -> (Snapshot, Value) {
     let mut snapshot = Snapshot::default();
     let mut expect = None;
-    for document in serde_yaml::Deserializer::from_str(text) {
+    for document in serde_yaml_ng::Deserializer::from_str(text) {
         let value: Value = serde::Deserialize::deserialize(document).expect("YAML");
         if let Some(e) = value.get("expect") {
             expect = Some(e.clone());
@@ -116,7 +116,7 @@ fn fixtures_produce_exactly_the_expected_status_updates_and_applying_them_conver
         if data != expect {
             failures.push(format!(
                 "{name}: got\n{}",
-                serde_yaml::to_string(&json!({"expect": data})).unwrap_or_default()
+                serde_yaml_ng::to_string(&json!({"expect": data})).unwrap_or_default()
             ));
             continue;
         }
