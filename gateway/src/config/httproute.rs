@@ -263,7 +263,7 @@ pub(super) fn compile(
                 referents,
                 report,
             ) {
-                Resolved::Backend(b) => backends.push(b),
+                Resolved::Backend(b) => backends.push(*b),
                 Resolved::Unresolved(weight) => unresolved_weight += weight,
                 Resolved::Invalid => {}
             }
@@ -393,7 +393,7 @@ fn attach_parents(
 
 /// What a `backendRef` resolved to.
 enum Resolved {
-    Backend(WeightedBackend),
+    Backend(Box<WeightedBackend>),
     /// Cannot be resolved (not found, not permitted, wrong kind): its weight answers 500.
     Unresolved(u32),
     /// The reference itself is malformed (a route error).
@@ -482,12 +482,12 @@ fn compile_backend_ref(
     };
     let field = format!("{field}.name");
     match referents.backends.get(&backend_id) {
-        Some(backend) => Resolved::Backend(WeightedBackend {
+        Some(backend) => Resolved::Backend(Box::new(WeightedBackend {
             backend: backend.clone(),
             weight,
             metrics: Default::default(),
             filters,
-        }),
+        })),
         None if referents.backend_ids.contains(&backend_id) => {
             let message = match (
                 &referents.cluster,
