@@ -376,6 +376,17 @@ async fn the_seeds_objects_get_a_provisioned_proxy_that_follows_edits_and_goes_w
     let _gc = start_garbage_collector(&plane);
     let admin = plane.client().await;
     install_crds_and_namespaces(&admin).await;
+    // The README's controller way, deploy/examples/gateway-controller.yaml, is accepted as written (dry run).
+    let example =
+        std::fs::read_to_string(workspace_root().join("deploy/examples/gateway-controller.yaml"))
+            .expect("deploy/examples/gateway-controller.yaml")
+            .replace("${AWS_ACCOUNT_ID}", "111122223333")
+            .replace("${AWS_LAMBDA_REGION}", "us-east-1");
+    let unresolved = integration::webhook_cluster::dry_run_apply(&admin, &example).await;
+    assert!(
+        unresolved.is_empty(),
+        "kinds the API server does not serve: {unresolved:?}"
+    );
     let chart_args = install_chart_controller(&admin).await;
     assert_eq!(chart_args.first().map(String::as_str), Some("controller"));
 
