@@ -723,3 +723,34 @@ pub fn helm_template(chart: &Path, release: &str, namespace: &str, sets: &[&str]
     );
     String::from_utf8(output.stdout).expect("helm output is UTF-8")
 }
+
+/// The Gateway API standard-channel CRD files, sorted (tests/peers/install-gateway-api-crds.sh installs
+/// them from the `sigs.k8s.io/gateway-api` module zip).
+pub fn gateway_api_crds() -> Vec<PathBuf> {
+    let dir = require_peer(
+        cache_dir().join("gateway-api/v1.6.3"),
+        "install-gateway-api-crds.sh",
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("read the Gateway API CRD dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files
+            .iter()
+            .any(|p| p.ends_with("gateway.networking.k8s.io_httproutes.yaml")),
+        "{files:?}"
+    );
+    files
+}
+
+/// The non-empty documents of a multi-document YAML text, as JSON values.
+pub fn yaml_values(yaml: &str) -> Vec<serde_json::Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .filter(|v: &serde_json::Value| !v.is_null())
+        .collect()
+}

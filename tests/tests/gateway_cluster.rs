@@ -6,13 +6,13 @@
 //! back from the API server and polled for, never waited for by time.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use integration::gateway::Gateway;
 use integration::kube::ControlPlane;
+use integration::kube::{gateway_api_crds, yaml_values};
 use integration::serverless::ServerlessOffline;
-use integration::{cache_dir, http_exchange, require_peer, workspace_root};
+use integration::{http_exchange, workspace_root};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::{Discovery, Scope};
 use kube::{Api, Client};
@@ -26,34 +26,6 @@ const ACCESS_KEY: &str = "AKIACLUSTERTEST00001";
 const SECRET_KEY: &str = "clusterTestSecretKeyNeverLogged0123456789";
 /// The ServiceAccount of deploy/rbac/gateway-from-cluster.yaml, as the API server names its user.
 const GATEWAY_USER: &str = "system:serviceaccount:podcred-system:podcred-gateway";
-
-fn gateway_api_crds() -> Vec<PathBuf> {
-    let dir = require_peer(
-        cache_dir().join("gateway-api/v1.6.3"),
-        "install-gateway-api-crds.sh",
-    );
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("read the Gateway API CRD dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(
-        files
-            .iter()
-            .any(|p| p.ends_with("gateway.networking.k8s.io_httproutes.yaml")),
-        "{files:?}"
-    );
-    files
-}
-
-fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(yaml)
-        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
 
 fn gvk_of(value: &Value) -> kube::api::GroupVersionKind {
     let api_version = value["apiVersion"].as_str().expect("apiVersion");
@@ -96,7 +68,7 @@ async fn create(client: &Client, object: Value) {
 }
 
 async fn create_all(client: &Client, yaml: &str) {
-    for object in documents(yaml) {
+    for object in yaml_values(yaml) {
         create(client, object).await;
     }
 }
@@ -369,7 +341,7 @@ async fn the_seeds_objects_applied_to_the_cluster_are_served_with_status_and_edi
 
     // The seed's objects: Gateway and HTTPRoute verbatim; the Backend with endpointURL (serverless-offline)
     // and static keys from a Secret.
-    let seed = documents(
+    let seed = yaml_values(
         &std::fs::read_to_string(root.join("gateway/tests/fixtures/seed.yaml")).expect("seed"),
     );
     create(
@@ -710,7 +682,7 @@ async fn the_seeds_objects_applied_to_the_cluster_are_served_with_status_and_edi
         "serving while the API server is down"
     );
     plane.start_apiserver().await;
-    let backend = documents(
+    let backend = yaml_values(
         &std::fs::read_to_string(root.join("gateway/tests/fixtures/seed.yaml")).expect("seed"),
     )
     .into_iter()

@@ -13,11 +13,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use integration::gateway::Gateway;
+use integration::kube::{gateway_api_crds, yaml_values};
 use integration::kube::{helm_template, peer_bin, ControlPlane};
 use integration::serverless::ServerlessOffline;
 use integration::{
-    cache_dir, free_port, http_exchange, isolated_command, require_peer, workspace_bin,
-    workspace_root, ChildGuard,
+    free_port, http_exchange, isolated_command, workspace_bin, workspace_root, ChildGuard,
 };
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::{Discovery, Scope};
@@ -46,28 +46,6 @@ spec:
 "#;
 const SEED_RESPONSE: &str = r#"{"statusCode":200,"body":"Response from AWS Lambda. Here's the request you just sent me: {\"key1\":\"value1\",\"key2\":\"value2\"}"}"#;
 const SEED_BODY: &str = r#"{"key1":"value1", "key2":"value2"}"#;
-
-fn gateway_api_crds() -> Vec<PathBuf> {
-    let dir = require_peer(
-        cache_dir().join("gateway-api/v1.6.3"),
-        "install-gateway-api-crds.sh",
-    );
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("read the Gateway API CRD dir")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-}
-
-fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(yaml)
-        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
 
 /// The API serving `apiVersion`/`kind` in `namespace` (None: cluster-scoped or all namespaces), retried while
 /// a freshly created CRD is not yet served.
@@ -111,7 +89,7 @@ async fn create(client: &Client, object: Value) {
 }
 
 async fn create_all(client: &Client, yaml: &str) {
-    for object in documents(yaml) {
+    for object in yaml_values(yaml) {
         create(client, object).await;
     }
 }
@@ -152,7 +130,7 @@ async fn install_chart_controller(admin: &Client) -> Vec<String> {
         &["gatewayController.enabled=true", "sidecar.enabled=true"],
     );
     let mut args = None;
-    for doc in documents(&rendered) {
+    for doc in yaml_values(&rendered) {
         let kind = doc["kind"].as_str().unwrap_or_default();
         let name = doc["metadata"]["name"].as_str().unwrap_or_default();
         if kind == "Deployment" && name == CONTROLLER {

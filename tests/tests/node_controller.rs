@@ -14,10 +14,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use integration::kube::{gateway_api_crds, yaml_values};
 use integration::moto::{Moto, MotoOptions, ACCOUNT};
 use integration::node::{create_object, wait_for, Node};
 use integration::serverless::ServerlessOffline;
-use integration::{cache_dir, require_peer, workspace_root};
+use integration::workspace_root;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{DynamicObject, ListParams, LogParams};
@@ -45,13 +46,6 @@ fn image_archives() -> Vec<PathBuf> {
             );
             path
         })
-        .collect()
-}
-
-fn documents(yaml: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(yaml)
-        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
-        .filter(|v: &Value| !v.is_null())
         .collect()
 }
 
@@ -180,10 +174,7 @@ fn seed_curl(pod_ip: &str) -> Result<String, String> {
 #[ignore = "needs peers: run make test"]
 async fn kubectl_apply_of_the_seeds_objects_gives_a_provisioned_proxy_that_answers_the_seeds_curl()
 {
-    let crd_dir = require_peer(
-        cache_dir().join("gateway-api/v1.6.3"),
-        "install-gateway-api-crds.sh",
-    );
+    let mut crds = gateway_api_crds();
     let node = Node::start(&image_archives()).await;
     let client = node.client().await;
     let host = node.host_ip();
@@ -199,17 +190,10 @@ async fn kubectl_apply_of_the_seeds_objects_gives_a_provisioned_proxy_that_answe
     let sls = ServerlessOffline::start_on(host);
 
     // CRDs: upstream's Gateway API and ours.
-    let mut crds: Vec<PathBuf> = std::fs::read_dir(&crd_dir)
-        .expect("Gateway API CRDs")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    crds.sort();
     crds.push(workspace_root().join("deploy/crds/gateway.kgateway.dev_backends.yaml"));
     crds.push(workspace_root().join("deploy/crds/gateway.kgateway.dev_gatewayparameters.yaml"));
     for file in crds {
-        for crd in documents(&std::fs::read_to_string(file).expect("CRD")) {
+        for crd in yaml_values(&std::fs::read_to_string(file).expect("CRD")) {
             apply(&client, crd).await;
         }
     }
@@ -322,7 +306,10 @@ spec:
         .expect("seed")
         .replace("123456789012", ACCOUNT);
     let started = Instant::now();
-    for object in documents(&parameters).into_iter().chain(documents(&seed)) {
+    for object in yaml_values(&parameters)
+        .into_iter()
+        .chain(yaml_values(&seed))
+    {
         apply(&client, object).await;
     }
 
