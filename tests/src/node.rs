@@ -713,3 +713,78 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+// Shared by the real-node tests (tests/tests/node_e2e.rs, tests/tests/node_controller.rs).
+
+/// The body the seed documents for its curl.
+pub const SEED_RESPONSE: &str = r#"{"statusCode":200,"body":"Response from AWS Lambda. Here's the request you just sent me: {\"key1\":\"value1\",\"key2\":\"value2\"}"}"#;
+
+/// The images `make images` built (`target/images/<name>.tar`); panics naming the missing one.
+pub fn image_archives() -> Vec<PathBuf> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"))
+        .join("images");
+    ["webhook", "credproxy", "gateway"]
+        .iter()
+        .map(|name| {
+            let path = dir.join(format!("{name}.tar"));
+            assert!(
+                path.exists(),
+                "{} missing: run `make images` (make test does)",
+                path.display()
+            );
+            path
+        })
+        .collect()
+}
+
+/// The seed's curl, aimed at a gateway pod instead of a port-forward to localhost.
+pub fn seed_curl(pod_ip: &str) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            &format!("{pod_ip}:8080/echo"),
+            "-d",
+            r#"{"key1":"value1", "key2":"value2"}"#,
+            "-X",
+            "POST",
+        ])
+        .output()
+        .expect("curl is installed");
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() && body == SEED_RESPONSE {
+        Ok(body)
+    } else {
+        Err(format!("curl {}: {body:?}", out.status))
+    }
+}
+
+/// The pods matching `selector` that are Running and not being deleted.
+pub async fn running_pods(client: &Client, namespace: &str, selector: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.list(&ListParams::default().labels(selector))
+        .await
+        .expect("list pods")
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect()
+}
+
+/// One container's log, or a line saying why there is none.
+pub async fn container_log(client: &Client, namespace: &str, pod: &str, container: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.logs(
+        pod,
+        &kube::api::LogParams {
+            container: Some(container.into()),
+            ..kube::api::LogParams::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| format!("(no log: {e})"))
+}

@@ -10,44 +10,25 @@
 //! `kube.envoyContainer.env`; the chart gives the sidecar moto's STS endpoint (`sidecar.env`) and the proxies
 //! `imagePullPolicy: Never` (local images).
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration::kube::{gateway_api_crds, yaml_values};
 use integration::moto::{Moto, MotoOptions, ACCOUNT};
-use integration::node::{create_object, wait_for, Node};
+use integration::node::{
+    container_log, create_object, image_archives, running_pods, seed_curl, wait_for, Node,
+    SEED_RESPONSE,
+};
 use integration::serverless::ServerlessOffline;
 use integration::workspace_root;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{DynamicObject, ListParams, LogParams};
+use kube::api::{DynamicObject, ListParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
-const SEED_RESPONSE: &str = r#"{"statusCode":200,"body":"Response from AWS Lambda. Here's the request you just sent me: {\"key1\":\"value1\",\"key2\":\"value2\"}"}"#;
 const RELEASE: &str = "podcred-webhook";
 const SYSTEM_NAMESPACE: &str = "podcred-system";
 const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn image_archives() -> Vec<PathBuf> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("images");
-    ["webhook", "credproxy", "gateway"]
-        .iter()
-        .map(|name| {
-            let path = dir.join(format!("{name}.tar"));
-            assert!(
-                path.exists(),
-                "{} missing: run `make images` (make test does)",
-                path.display()
-            );
-            path
-        })
-        .collect()
-}
 
 /// Creates `object`, retrying while its kind is not served yet (a CRD created a moment ago).
 async fn apply(client: &Client, object: Value) {
@@ -73,18 +54,6 @@ async fn apply(client: &Client, object: Value) {
     .await;
     let object: DynamicObject = serde_json::from_value(object).expect("object");
     create_object(client, object).await;
-}
-
-async fn running_pods(client: &Client, namespace: &str, selector: &str) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    pods.list(&ListParams::default().labels(selector))
-        .await
-        .expect("list pods")
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .collect()
 }
 
 async fn pod_summary(client: &Client, namespace: &str) -> String {
@@ -133,41 +102,6 @@ async fn wait_rollout(client: &Client, namespace: &str, name: &str, what: &str) 
     })
     .await;
     eprintln!("{what}: {:.1} s", started.elapsed().as_secs_f64());
-}
-
-async fn container_log(client: &Client, namespace: &str, pod: &str, container: &str) -> String {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    pods.logs(
-        pod,
-        &LogParams {
-            container: Some(container.into()),
-            ..LogParams::default()
-        },
-    )
-    .await
-    .unwrap_or_else(|e| format!("(no log: {e})"))
-}
-
-fn seed_curl(pod_ip: &str) -> Result<String, String> {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "10",
-            &format!("{pod_ip}:8080/echo"),
-            "-d",
-            r#"{"key1":"value1", "key2":"value2"}"#,
-            "-X",
-            "POST",
-        ])
-        .output()
-        .expect("curl is installed");
-    let body = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() && body == SEED_RESPONSE {
-        Ok(body)
-    } else {
-        Err(format!("curl {}: {body:?}", out.status))
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -16,18 +16,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration::moto::{Moto, MotoOptions, ACCOUNT};
-use integration::node::{wait_for, Node};
+use integration::node::{
+    container_log, image_archives, running_pods, seed_curl, wait_for, Node, SEED_RESPONSE,
+};
 use integration::serverless::ServerlessOffline;
 use integration::workspace_root;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{ListParams, LogParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
 /// The response the seed documents, byte for byte.
-const SEED_RESPONSE: &str = r#"{"statusCode":200,"body":"Response from AWS Lambda. Here's the request you just sent me: {\"key1\":\"value1\",\"key2\":\"value2\"}"}"#;
 const RELEASE: &str = "podcred-webhook";
 const SYSTEM_NAMESPACE: &str = "podcred-system";
 const GATEWAY_NAMESPACE: &str = "podcred-gateway";
@@ -138,48 +139,6 @@ fn upstream_webhook_image(dir: &std::path::Path) -> PathBuf {
         .expect("run build-images.py");
     assert!(status.success());
     bin_dir.join("webhook.tar")
-}
-
-fn image_archives() -> Vec<PathBuf> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"))
-        .join("images");
-    ["webhook", "credproxy", "gateway"]
-        .iter()
-        .map(|name| {
-            let path = dir.join(format!("{name}.tar"));
-            assert!(
-                path.exists(),
-                "{} missing: run `make images` (make test does)",
-                path.display()
-            );
-            path
-        })
-        .collect()
-}
-
-/// The seed's curl, aimed at a gateway pod instead of a port-forward to localhost.
-fn seed_curl(pod_ip: &str) -> Result<String, String> {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "10",
-            &format!("{pod_ip}:8080/echo"),
-            "-d",
-            r#"{"key1":"value1", "key2":"value2"}"#,
-            "-X",
-            "POST",
-        ])
-        .output()
-        .expect("curl is installed");
-    let body = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() && body == SEED_RESPONSE {
-        Ok(body)
-    } else {
-        Err(format!("curl {}: {body:?}", out.status))
-    }
 }
 
 /// deploy/examples/gateway.yaml as a user applies it (`envsubst`), plus what this node needs: local images
@@ -315,18 +274,6 @@ async fn wait_old_webhook_pods_gone(client: &Client) {
     );
 }
 
-async fn running_pods(client: &Client, namespace: &str, selector: &str) -> Vec<Pod> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    pods.list(&ListParams::default().labels(selector))
-        .await
-        .expect("list pods")
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .collect()
-}
-
 fn env_value(container: &Container, name: &str) -> Option<String> {
     container
         .env
@@ -334,19 +281,6 @@ fn env_value(container: &Container, name: &str) -> Option<String> {
         .iter()
         .find(|e| e.name == name)
         .and_then(|e| e.value.clone())
-}
-
-async fn container_log(client: &Client, namespace: &str, pod: &str, container: &str) -> String {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    pods.logs(
-        pod,
-        &LogParams {
-            container: Some(container.into()),
-            ..LogParams::default()
-        },
-    )
-    .await
-    .unwrap_or_else(|e| format!("(no log: {e})"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
