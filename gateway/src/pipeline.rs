@@ -239,15 +239,18 @@ fn function_ref(backend: &Backend) -> FunctionRef<'_> {
     }
 }
 
-/// The host the client asked for, lower case, without port: `Host`, else the request target's authority.
-fn request_host(parts: &http::request::Parts) -> String {
-    let raw = parts
+/// `Host` as the client sent it, else the request target's authority.
+fn raw_host(parts: &http::request::Parts) -> Option<&str> {
+    parts
         .headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    host_without_port(raw).to_ascii_lowercase()
+}
+
+/// The host the client asked for, lower case, without port.
+fn request_host(parts: &http::request::Parts) -> String {
+    host_without_port(raw_host(parts).unwrap_or("")).to_ascii_lowercase()
 }
 
 /// `example.com:8080` → `example.com`, `[::1]:8080` → `[::1]`. Never panics, whatever the client sent.
@@ -300,11 +303,7 @@ fn redirect(
 
 /// The port the client put in `Host` (or the request target): the listener port when no Gateway names one.
 fn host_port(parts: &http::request::Parts) -> Option<u16> {
-    let raw = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))?;
+    let raw = raw_host(parts)?;
     let port = match raw.strip_prefix('[') {
         Some(v6) => v6.split_once("]:")?.1,
         None => raw.rsplit_once(':')?.1,

@@ -172,25 +172,29 @@ pub fn select(snapshot: &Snapshot, scope: &Scope) -> Selection {
     selection
 }
 
-/// The `parentRefs` of `route` that name one of `gateways` (group/kind default to Gateway API's Gateway,
-/// namespace to the route's).
+/// The `parentRefs` of `route` that name one of `gateways`.
 fn our_parent_refs(route: &Value, gateways: &HashSet<String>) -> Vec<Value> {
     let route_ns = namespace(route);
     let Some(refs) = route.pointer("/spec/parentRefs").and_then(Value::as_array) else {
         return vec![];
     };
     refs.iter()
-        .filter(|r| {
-            let group = str_at(r, &["group"]).unwrap_or(GATEWAY_API_GROUP);
-            let kind = str_at(r, &["kind"]).unwrap_or("Gateway");
-            let ns = str_at(r, &["namespace"]).unwrap_or(route_ns);
-            let name = str_at(r, &["name"]).unwrap_or_default();
-            group == GATEWAY_API_GROUP
-                && kind == "Gateway"
-                && gateways.contains(&format!("{ns}/{name}"))
-        })
+        .filter(|r| parent_gateway(r, route_ns).is_some_and(|g| gateways.contains(&g)))
         .cloned()
         .collect()
+}
+
+/// `namespace/name` of the Gateway a `parentRef` (JSON, of a route in `route_ns`) names; None when it names
+/// another kind. Group and kind default to Gateway API's Gateway, the namespace to the route's.
+pub fn parent_gateway(parent: &Value, route_ns: &str) -> Option<String> {
+    let group = str_at(parent, &["group"]).unwrap_or(GATEWAY_API_GROUP);
+    let kind = str_at(parent, &["kind"]).unwrap_or("Gateway");
+    if group != GATEWAY_API_GROUP || kind != "Gateway" {
+        return None;
+    }
+    let ns = str_at(parent, &["namespace"]).unwrap_or(route_ns);
+    let name = str_at(parent, &["name"]).unwrap_or_default();
+    Some(format!("{ns}/{name}"))
 }
 
 /// `namespace/name` of every kgateway Backend a route's rules refer to.

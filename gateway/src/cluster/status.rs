@@ -26,7 +26,7 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams
 use kube::{Api, Client};
 use serde_json::{json, Map, Value};
 
-use super::select::{id, Scope, Snapshot, GATEWAY_API_GROUP};
+use super::select::{id, parent_gateway, Scope, Snapshot, GATEWAY_API_GROUP};
 use crate::config::{Findings, GatewayFinding, LoadOptions, ParentReference, Problem, Reason};
 
 /// Kubernetes' limit on a condition message.
@@ -260,28 +260,7 @@ fn route_status(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let gateway_of = |parent: &Value| -> Option<String> {
-        let group = parent
-            .get("group")
-            .and_then(Value::as_str)
-            .unwrap_or(GATEWAY_API_GROUP);
-        let kind = parent
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("Gateway");
-        if group != GATEWAY_API_GROUP || kind != "Gateway" {
-            return None;
-        }
-        let ns = parent
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or(route_ns);
-        let name = parent
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        Some(format!("{ns}/{name}"))
-    };
+    let gateway_of = |parent: &Value| parent_gateway(parent, route_ns);
     // Entries we manage: ours, for a Gateway in scope (another replica may serve another Gateway).
     let managed = |entry: &Value| {
         entry.get("controllerName").and_then(Value::as_str) == Some(&scope.controller_name)
