@@ -306,3 +306,37 @@ pub fn http_get_with_auth(addr: SocketAddr, path: &str, authorization: &str) -> 
         b"",
     )
 }
+
+/// A kgateway Backend in namespace `test` for `function` at `endpoint` (serverless-offline), authenticated by
+/// the Secret `static-keys`; `extra_lambda` is appended to `spec.aws.lambda` (e.g. `, invocationMode: Async`),
+/// `annotations` goes inside `metadata.annotations: {…}`. Ends with a document separator.
+pub fn backend_yaml(
+    name: &str,
+    function: &str,
+    endpoint: &str,
+    extra_lambda: &str,
+    annotations: &str,
+) -> String {
+    format!(
+        r#"apiVersion: gateway.kgateway.dev/v1alpha1
+kind: Backend
+metadata:
+  name: {name}
+  namespace: test
+  annotations: {{{annotations}}}
+spec:
+  type: AWS
+  aws:
+    region: us-east-1
+    accountId: "123456789012"
+    auth: {{type: Secret, secretRef: {{name: static-keys}}}}
+    lambda: {{functionName: {function}, endpointURL: "{endpoint}"{extra_lambda}}}
+---
+"#
+    )
+}
+
+/// A response header's value, when it is present and visible ASCII.
+pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}

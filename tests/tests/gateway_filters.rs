@@ -6,29 +6,9 @@
 
 use std::time::Duration;
 
-use integration::gateway::Gateway;
+use integration::gateway::{backend_yaml, header, Gateway};
 use integration::serverless::ServerlessOffline;
 use serde_json::Value;
-
-fn backend(name: &str, function: &str, endpoint: &str, mode: &str, annotations: &str) -> String {
-    format!(
-        r#"apiVersion: gateway.kgateway.dev/v1alpha1
-kind: Backend
-metadata:
-  name: {name}
-  namespace: test
-  annotations: {{{annotations}}}
-spec:
-  type: AWS
-  aws:
-    region: us-east-1
-    accountId: "123456789012"
-    auth: {{type: Secret, secretRef: {{name: static-keys}}}}
-    lambda: {{functionName: {function}, endpointURL: "{endpoint}", payloadTransformMode: {mode}}}
----
-"#
-    )
-}
 
 /// The filters under test, one rule each (rule indexes are asserted in the metrics below).
 const ROUTE: &str = r#"apiVersion: gateway.networking.k8s.io/v1
@@ -103,34 +83,47 @@ spec:
     backendRefs: [{group: gateway.kgateway.dev, kind: Backend, name: missing}]
 "#;
 
+/// [`backend_yaml`] with `payloadTransformMode: mode`.
+fn backend_with_mode(
+    name: &str,
+    function: &str,
+    endpoint: &str,
+    mode: &str,
+    annotations: &str,
+) -> String {
+    backend_yaml(
+        name,
+        function,
+        endpoint,
+        &format!(", payloadTransformMode: {mode}"),
+        annotations,
+    )
+}
+
 fn config(endpoint: &str) -> String {
     let mut yaml = String::from(
         "apiVersion: v1\nkind: Secret\nmetadata: {name: static-keys, namespace: test}\nstringData: {accessKey: AKIDSTATICEXAMPLE, secretKey: not-checked-by-serverless-offline}\n---\n",
     );
     yaml += "kind: Gateway\napiVersion: gateway.networking.k8s.io/v1\nmetadata: {name: http, namespace: test}\nspec:\n  gatewayClassName: podcred\n  listeners: [{protocol: HTTP, port: 8080, name: http}]\n---\n";
     let passthrough = "gateway.podcred.dev/response-mode: passthrough";
-    yaml += &backend("envoy-event", "event-echo", endpoint, "Envoy", passthrough);
-    yaml += &backend(
+    yaml += &backend_with_mode("envoy-event", "event-echo", endpoint, "Envoy", passthrough);
+    yaml += &backend_with_mode(
         "v1-event",
         "event-echo",
         endpoint,
         "ApiGatewayV1",
         passthrough,
     );
-    yaml += &backend(
+    yaml += &backend_with_mode(
         "v2-event",
         "event-echo",
         endpoint,
         "ApiGatewayV2",
         passthrough,
     );
-    yaml += &backend("apigw-v2", "apigw", endpoint, "ApiGatewayV2", "");
-    yaml += &backend("missing", "no-such-function", endpoint, "Envoy", "");
+    yaml += &backend_with_mode("apigw-v2", "apigw", endpoint, "ApiGatewayV2", "");
+    yaml += &backend_with_mode("missing", "no-such-function", endpoint, "Envoy", "");
     yaml + ROUTE
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 #[tokio::test]

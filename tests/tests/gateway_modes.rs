@@ -8,34 +8,13 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use integration::gateway::Gateway;
+use integration::gateway::{backend_yaml, header, Gateway};
 use integration::serverless::ServerlessOffline;
 use serde_json::{json, Value};
 
 fn sls() -> &'static ServerlessOffline {
     static SLS: OnceLock<ServerlessOffline> = OnceLock::new();
     SLS.get_or_init(ServerlessOffline::start)
-}
-
-/// A Backend named after the function (`fn` is the Lambda function name, `extra` more `lambda:` fields).
-fn backend(name: &str, function: &str, endpoint: &str, extra: &str, annotations: &str) -> String {
-    format!(
-        r#"apiVersion: gateway.kgateway.dev/v1alpha1
-kind: Backend
-metadata:
-  name: {name}
-  namespace: test
-  annotations: {{{annotations}}}
-spec:
-  type: AWS
-  aws:
-    region: us-east-1
-    accountId: "123456789012"
-    auth: {{type: Secret, secretRef: {{name: static-keys}}}}
-    lambda: {{functionName: {function}, endpointURL: "{endpoint}"{extra}}}
----
-"#
-    )
 }
 
 fn route(path: &str, kind: &str, backend: &str, extra: &str) -> String {
@@ -52,48 +31,48 @@ fn config(endpoint: &str, throttle_endpoint: Option<&str>) -> String {
         "apiVersion: v1\nkind: Secret\nmetadata: {name: static-keys, namespace: test}\nstringData: {accessKey: AKIDSTATICEXAMPLE, secretKey: not-checked-by-serverless-offline}\n---\n",
     );
     yaml += "kind: Gateway\napiVersion: gateway.networking.k8s.io/v1\nmetadata: {name: http, namespace: test}\nspec:\n  gatewayClassName: podcred\n  listeners: [{protocol: HTTP, port: 8080, name: http}]\n---\n";
-    yaml += &backend("echo", "echo", endpoint, "", "");
-    yaml += &backend(
+    yaml += &backend_yaml("echo", "echo", endpoint, "", "");
+    yaml += &backend_yaml(
         "envoy",
         "event-echo",
         endpoint,
         ", payloadTransformMode: Envoy",
         "",
     );
-    yaml += &backend(
+    yaml += &backend_yaml(
         "v1-event",
         "event-echo",
         endpoint,
         ", payloadTransformMode: ApiGatewayV1",
         "gateway.podcred.dev/response-mode: passthrough",
     );
-    yaml += &backend(
+    yaml += &backend_yaml(
         "v2-event",
         "event-echo",
         endpoint,
         ", payloadTransformMode: ApiGatewayV2",
         "gateway.podcred.dev/response-mode: passthrough",
     );
-    yaml += &backend(
+    yaml += &backend_yaml(
         "apigw-v1",
         "apigw",
         endpoint,
         ", payloadTransformMode: ApiGatewayV1",
         "",
     );
-    yaml += &backend(
+    yaml += &backend_yaml(
         "apigw-v2",
         "apigw",
         endpoint,
         ", payloadTransformMode: ApiGatewayV2",
         "",
     );
-    yaml += &backend("fail", "fail", endpoint, "", "");
-    yaml += &backend("missing", "no-such-function", endpoint, "", "");
-    yaml += &backend("async", "echo", endpoint, ", invocationMode: Async", "");
-    yaml += &backend("slow", "slow", endpoint, "", "");
+    yaml += &backend_yaml("fail", "fail", endpoint, "", "");
+    yaml += &backend_yaml("missing", "no-such-function", endpoint, "", "");
+    yaml += &backend_yaml("async", "echo", endpoint, ", invocationMode: Async", "");
+    yaml += &backend_yaml("slow", "slow", endpoint, "", "");
     if let Some(t) = throttle_endpoint {
-        yaml += &backend("throttled", "echo", t, "", "");
+        yaml += &backend_yaml("throttled", "echo", t, "", "");
     }
     yaml += "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: routes, namespace: test}\nspec:\n  parentRefs: [{name: http}]\n  rules:\n";
     yaml += &route("/echo", "PathPrefix", "echo", "");
@@ -147,10 +126,6 @@ async fn post(url: &str, content_type: &str, body: impl Into<reqwest::Body>) -> 
         .send()
         .await
         .unwrap_or_else(|e| panic!("POST {url}: {e}"))
-}
-
-fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 #[tokio::test]
